@@ -1,0 +1,175 @@
+"""Checkpoint layout of this project, and loading a checkpoint into a model for inference.
+
+Layout
+------
+Checkpoints are `tf.train.Checkpoint` objects managed by `tf.train.CheckpointManager` in
+`model_dir`: files `<model_dir>/ckpt-<global step>.{index,data-*}` plus the usual `checkpoint`
+state file (keep_checkpoint_max newest kept). Each checkpoint holds:
+
+- ``step``: int64 scalar, the global step (number of optimizer steps taken).
+- ``model/<path>``: every weight of the Keras model (`model.weights`: trainable weights and BN
+  moving statistics), keyed by the Keras variable path, e.g. ``stem_conv/kernel`` or
+  ``blocks_3_dw_bn/moving_mean``. Keys do not depend on layer creation order or on which layers
+  are trainable, so a model built fresh for export finds every value by name.
+- ``ema/<path>``: the exponential moving average of the same weights (same keys); absent when the
+  run used ``--moving_average_decay=0``. Evaluation and export use these by default.
+- ``optimizer``: the Keras optimizer and its slot variables (resume only).
+
+In the raw checkpoint the keys read ``model/stem_conv.Skernel/.ATTRIBUTES/VARIABLE_VALUE``
+(TensorFlow escapes "/" as ".S" and "." as ".."); `checkpoint_key` builds them and
+`read_weights` returns plain ``{path: array}`` dicts, so other modules never need the escaping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+CHECKPOINT_NAME = "ckpt"
+_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def weight_dict(model) -> dict[str, tf.Variable]:
+    """{Keras variable path: variable} for every weight of `model` (the checkpoint keys)."""
+    weights: dict[str, tf.Variable] = {}
+    for variable in model.weights:
+        path = variable.path
+        if path in weights:
+            raise ValueError(
+                f"Two weights of model {model.name!r} share the path {path!r}; give the layers "
+                "unique names so checkpoints can key them by path")
+        weights[path] = variable
+    return weights
+
+
+def _escape(name: str) -> str:
+    return name.replace(".", "..").replace("/", ".S")
+
+
+def _unescape(name: str) -> str:
+    return re.sub(r"\.(.)", lambda m: "/" if m.group(1) == "S" else m.group(1), name)
+
+
+def checkpoint_key(section: str, path: str) -> str:
+    """The raw checkpoint key of weight `path` in `section` ("model" or "ema")."""
+    return f"{section}/{_escape(path)}{_SUFFIX}"
+
+
+def latest_checkpoint(model_dir: str | None) -> str | None:
+    """Prefix of the newest checkpoint in `model_dir`, or None (also for a missing directory).
+
+    A checkpoint prefix (``.../ckpt-100``) is accepted too and returned when it exists.
+    """
+    if not model_dir:
+        return None
+    if tf.io.gfile.isdir(model_dir):
+        return tf.train.latest_checkpoint(model_dir)
+    if tf.io.gfile.exists(model_dir + ".index"):
+        return model_dir
+    return None
+
+
+def _resolve(model_dir: str) -> str:
+    path = latest_checkpoint(model_dir)
+    if path is None:
+        raise FileNotFoundError(
+            f"No checkpoint found in {model_dir!r}: expected {CHECKPOINT_NAME}-<step>.index files "
+            "written by `python -m efficientnet.main` there (train first, or pass the right "
+            "--model_dir)")
+    return path
+
+
+def read_step(checkpoint_path: str) -> int:
+    """Global step stored in a checkpoint (directory or prefix)."""
+    reader = tf.train.load_checkpoint(_resolve(checkpoint_path))
+    return int(reader.get_tensor("step" + _SUFFIX))
+
+
+def read_weights(checkpoint_path: str, use_ema: bool = True) -> tuple[dict[str, np.ndarray], bool]:
+    """({weight path: value}, used_ema) from a checkpoint directory or prefix of this project.
+
+    With `use_ema`, each weight comes from the EMA section when the checkpoint has it there.
+    """
+    reader = tf.train.load_checkpoint(_resolve(checkpoint_path))
+    shapes = reader.get_variable_to_shape_map()
+    model_prefix, ema_prefix = "model/", "ema/"
+    values: dict[str, np.ndarray] = {}
+    used_ema = False
+    for key in shapes:
+        if not key.startswith(model_prefix) or not key.endswith(_SUFFIX):
+            continue
+        escaped = key[len(model_prefix):-len(_SUFFIX)]
+        if "/" in escaped:  # a nested object (e.g. optimizer slot), not a weight of the dict
+            continue
+        path = _unescape(escaped)
+        ema_key = ema_prefix + escaped + _SUFFIX
+        if use_ema and ema_key in shapes:
+            values[path] = reader.get_tensor(ema_key)
+            used_ema = True
+        else:
+            values[path] = reader.get_tensor(key)
+    if not values:
+        raise ValueError(
+            f"{checkpoint_path!r} is not a checkpoint of this project (no 'model/<path>' weights); "
+            "TF1 / Keras checkpoints are restored with --restore_path instead")
+    return values, used_ema
+
+
+def assign_weights(model, values: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+    """Assigns {path: value} to the weights of `model`; every weight must be present."""
+    targets = weight_dict(model)
+    missing = [p for p in targets if p not in values]
+    if missing:
+        raise ValueError(
+            f"The {source} has no value for {len(missing)} weight(s) of model {model.name!r}, "
+            f"e.g. {missing[:3]}: was it written for another model or --num_label_classes?")
+    for path, variable in targets.items():
+        value = values[path]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"Weight {path!r} has shape {tuple(value.shape)} in the {source} and "
+                f"{tuple(variable.shape)} in the model (different --num_label_classes or model?)")
+        variable.assign(value)
+
+
+def load_weights_for_inference(model, model_dir: str, use_ema: bool = True) -> int:
+    """Restores the latest checkpoint of `model_dir` into built `model`; returns its global step.
+
+    EMA weights are used when `use_ema` and the checkpoint has them (raw weights otherwise).
+    Raises FileNotFoundError naming `model_dir` when it holds no checkpoint.
+    """
+    path = _resolve(model_dir)
+    values, _ = read_weights(path, use_ema=use_ema)
+    assign_weights(model, values, source=f"checkpoint {path!r}")
+    return read_step(path)
+
+
+def _tf_variable(variable):
+    value = getattr(variable, "value", None)
+    return value if isinstance(value, tf.Variable) else variable
+
+
+def make_checkpoint(model, step, ema_variables=None, optimizer=None) -> tf.train.Checkpoint:
+    """The `tf.train.Checkpoint` of the layout above (ema_variables: {path: variable})."""
+    objects = {"step": step, "model": {p: _tf_variable(v) for p, v in weight_dict(model).items()}}
+    if ema_variables:
+        objects["ema"] = dict(ema_variables)
+    if optimizer is not None:
+        objects["optimizer"] = optimizer
+    return tf.train.Checkpoint(**objects)
+
+
+def make_manager(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int,
+                 step=None) -> tf.train.CheckpointManager:
+    """CheckpointManager writing `<directory>/ckpt-<step>`."""
+    return tf.train.CheckpointManager(
+        checkpoint, directory=directory, max_to_keep=max_to_keep,
+        checkpoint_name=CHECKPOINT_NAME, step_counter=step)
+
+
+def worker_checkpoint_dir(model_dir: str, task_id: int) -> str:
+    """Where a non-chief MultiWorker task writes its (discarded) checkpoint copies."""
+    return os.path.join(model_dir, ".workers", f"worker_{task_id}")
