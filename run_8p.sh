@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One worker process per device of a seed 002 rank table on this host (MultiWorkerMirroredStrategy).
+#   DATA_DIR=/data/imagenet bash run_8p.sh [--flag=value ...]
+# Env: DATA_DIR, MODEL_DIR (shared; default result/8p/0, written by the chief, rank 0),
+# MODEL_NAME, RANK_TABLE (default rank_tables/8p.json), RANK_SIZE (default: all devices of the
+# table; lower it to run fewer), BASE_PORT (worker port = BASE_PORT + device_id), PYTHON.
+# Logs: result/8p/<rank>/train.log. Exits non-zero if any worker fails, after killing the rest.
+set -uo pipefail
+cd "$(dirname "$0")"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+RANK_TABLE=${RANK_TABLE:-rank_tables/8p.json}
+BASE_PORT=${BASE_PORT:-23456}
+RESULT_DIR=${RESULT_DIR:-result/8p}
+MODEL_DIR=${MODEL_DIR:-$RESULT_DIR/0}
+TABLE_SIZE=$("$PYTHON" -m rank_tables size "$RANK_TABLE") || exit 2
+RANK_SIZE=${RANK_SIZE:-$TABLE_SIZE}
+args=(--model_dir="$MODEL_DIR")
+if [ -n "${DATA_DIR:-}" ]; then args+=(--data_dir="$DATA_DIR"); fi
+if [ -n "${MODEL_NAME:-}" ]; then args+=(--model_name="$MODEL_NAME"); fi
+
+pids=()
+stop_all() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done; }
+trap 'echo "run_8p.sh: stopping workers"; stop_all; wait; exit 130' INT TERM
+
+for ((rank = 0; rank < RANK_SIZE; rank++)); do
+  tf_config=$("$PYTHON" -m rank_tables to-tf-config "$RANK_TABLE" --rank "$rank" \
+    --rank_size "$RANK_SIZE" --base_port "$BASE_PORT") || exit 2
+  mkdir -p "$RESULT_DIR/$rank"
+  TF_CONFIG=$tf_config RANK_ID=$rank RANK_SIZE=$RANK_SIZE DEVICE_ID=$rank \
+    "$PYTHON" -m efficientnet.main "${args[@]}" "$@" > "$RESULT_DIR/$rank/train.log" 2>&1 &
+  pids+=($!)
+  echo "rank $rank: pid $!, log $RESULT_DIR/$rank/train.log"
+done
+
+status=0
+for ((i = 0; i < ${#pids[@]}; i++)); do
+  if ! wait -n; then
+    status=1
+    echo "run_8p.sh: a worker failed; stopping the others (see $RESULT_DIR/*/train.log)" >&2
+    stop_all
+    break
+  fi
+done
+wait
+if [ "$status" -eq 0 ]; then echo "run_8p.sh: all $RANK_SIZE workers finished; model in $MODEL_DIR"; fi
+exit $status

@@ -1,0 +1,134 @@
+"""In-process training runs: learning, NaN guard, train_and_eval, checkpoints, precision, recipes."""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from efficientnet.train import checkpointing, recipes, testing, trainer
+from efficientnet.train.config import RunConfig
+
+
+def tiny_config(tmp_path, **overrides) -> RunConfig:
+    values = dict(
+        model_dir=str(tmp_path / "model"), use_synthetic_data=True, image_size=16,
+        num_label_classes=4, train_batch_size=8, eval_batch_size=8, num_train_images=64,
+        num_eval_images=64, train_steps=6, iterations_per_loop=2, steps_per_eval=6,
+        optimizer="sgd", base_learning_rate=0.1, lr_schedule="constant", warmup_epochs=0,
+        weight_decay=0.0, label_smoothing=0.0, moving_average_decay=0.0, mode="train")
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def run_tiny(config, poison_batch=None):
+    return trainer.run(
+        config, model_fn=testing.tiny_model_fn,
+        train_dataset_fn=testing.learnable_dataset_fn(
+            True, config.train_batch_size, config.image_size, config.num_label_classes,
+            poison_batch=poison_batch),
+        eval_dataset_fn=testing.learnable_dataset_fn(
+            False, config.eval_batch_size, config.image_size, config.num_label_classes))
+
+
+def test_loss_goes_down_and_eval_is_accurate_on_a_learnable_set(tmp_path):
+    config = tiny_config(tmp_path, train_steps=120, iterations_per_loop=20, steps_per_eval=120,
+                         optimizer="momentum", base_learning_rate=1.0, mode="train_and_eval",
+                         moving_average_decay=0.9)
+    result = run_tiny(config)
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.eval_results["top_1_accuracy"] > 0.8, result.eval_results
+
+
+def test_train_and_eval_writes_results_metrics_and_checkpoints(tmp_path):
+    config = tiny_config(tmp_path, mode="train_and_eval", steps_per_eval=4, train_steps=8,
+                         keep_checkpoint_max=2, moving_average_decay=0.99)
+    result = run_tiny(config)
+    model_dir = config.model_dir
+    results = json.load(open(os.path.join(model_dir, "eval_results.json")))
+    assert set(results) >= {"top_1_accuracy", "top_5_accuracy", "loss", "global_step",
+                            "num_images"}
+    assert results["global_step"] == 8 and results["num_images"] == 64
+    assert results == pytest.approx(result.eval_results)
+    records = [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [2, 4, 6, 8]
+    assert all(r["images_per_sec"] > 0 and "eta_s" in r and "lr" in r for r in train)
+    assert [r["global_step"] for r in records if r["kind"] == "eval"] == [4, 8]
+    assert checkpointing.latest_checkpoint(model_dir).endswith("ckpt-8")
+    assert len(tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths) == 2
+    assert os.listdir(os.path.join(model_dir, "train"))  # TensorBoard events
+    assert json.load(open(os.path.join(model_dir, "config.json")))["train_steps"] == 8
+
+
+def test_load_weights_for_inference_uses_ema_and_reports_step(tmp_path):
+    config = tiny_config(tmp_path, moving_average_decay=0.5)
+    run_tiny(config)
+    model = testing.tiny_model_fn(config, 16)
+    assert checkpointing.load_weights_for_inference(model, config.model_dir) == 6
+    ema, used = checkpointing.read_weights(config.model_dir, use_ema=True)
+    raw, _ = checkpointing.read_weights(config.model_dir, use_ema=False)
+    assert used and set(ema) == {w.path for w in model.weights}
+    kernel = model.get_layer("head_dense").kernel
+    assert (kernel.numpy() == ema["head_dense/kernel"]).all()
+    assert not (ema["head_dense/kernel"] == raw["head_dense/kernel"]).all()
+    checkpointing.load_weights_for_inference(model, config.model_dir, use_ema=False)
+    assert (kernel.numpy() == raw["head_dense/kernel"]).all()
+
+
+def test_load_weights_from_empty_dir_names_it(tmp_path):
+    model = testing.tiny_model_fn(tiny_config(tmp_path), 16)
+    with pytest.raises(FileNotFoundError, match="empty_dir"):
+        checkpointing.load_weights_for_inference(model, str(tmp_path / "empty_dir"))
+    assert checkpointing.latest_checkpoint(str(tmp_path / "empty_dir")) is None
+
+
+def test_nan_guard_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, train_steps=10)
+    with pytest.raises(trainer.NonFiniteLossError, match="step 5") as info:
+        run_tiny(config, poison_batch=4)  # the 5th step sees NaN images
+    assert "ckpt-4" in str(info.value)
+    assert checkpointing.latest_checkpoint(config.model_dir).endswith("ckpt-4")
+
+
+def test_restart_with_finished_model_dir_trains_nothing(tmp_path):
+    config = tiny_config(tmp_path)
+    assert run_tiny(config).global_step == 6
+    again = run_tiny(config)
+    assert again.global_step == 6 and again.history == []
+
+
+def test_resume_continues_to_more_steps(tmp_path):
+    config = tiny_config(tmp_path, train_steps=4)
+    run_tiny(config)
+    result = run_tiny(config.replace(train_steps=8))
+    assert [r["step"] for r in result.history] == [6, 8]
+
+
+def test_mixed_float16_trains_with_float32_logits(tmp_path):
+    config = tiny_config(tmp_path, precision="mixed_float16", train_steps=4)
+    try:
+        result = run_tiny(config)
+    finally:
+        import keras
+
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.global_step == 4 and all(r["loss"] == r["loss"] for r in result.history)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [f"{name}-smoke" for name in recipes.RECIPES])
+def test_recipe_smoke_variant_trains_and_evaluates(tmp_path, recipe):
+    import keras
+
+    config = recipes.get_recipe(recipe, model_dir=str(tmp_path / "m"), mode="train_and_eval",
+                                train_steps=2, steps_per_eval=2, num_eval_images=4,
+                                eval_batch_size=4)
+    try:
+        result = trainer.run(config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.global_step == 2
+    assert result.eval_results["num_images"] == 4
+    assert all(r["loss"] == r["loss"] for r in result.history)  # finite
