@@ -119,9 +119,10 @@ class DepthwiseCondConv(layers.Layer):
 class _Builder:
     """Builds the functional graph of one `ModelSpec`."""
 
-    def __init__(self, spec: ModelSpec, drop_connect_rate: float):
+    def __init__(self, spec: ModelSpec, drop_connect_rate: float, batch_norm_layer=None):
         self.spec = spec
         self.drop_connect_rate = drop_connect_rate
+        self.batch_norm_layer = batch_norm_layer or layers.BatchNormalization
         self.activation = _ACTIVATIONS[spec.activation]
 
     def conv(self, x, filters, kernel_size, name, strides=1, use_bias=False, activation=None):
@@ -131,7 +132,7 @@ class _Builder:
         )(x)
 
     def bn(self, x, name):
-        return layers.BatchNormalization(
+        return self.batch_norm_layer(
             momentum=self.spec.bn_momentum, epsilon=self.spec.bn_epsilon, name=name
         )(x)
 
@@ -259,7 +260,8 @@ class _Builder:
         return keras.Model(inputs, outputs, name=self.spec.name)
 
 
-def _build_se_resnext(spec: ModelSpec, image_size, num_classes, include_top, dropout_rate):
+def _build_se_resnext(spec: ModelSpec, image_size, num_classes, include_top, dropout_rate,
+                      batch_norm_layer=None):
     """SE-ResNeXt50 (32x4d), laid out like timm's `seresnext50_32x4d` (explicit symmetric pads)."""
 
     def conv(x, filters, kernel, strides, name, groups=1):
@@ -271,8 +273,8 @@ def _build_se_resnext(spec: ModelSpec, image_size, num_classes, include_top, dro
         )(x)
 
     def bn(x, name):
-        return layers.BatchNormalization(momentum=spec.bn_momentum, epsilon=spec.bn_epsilon,
-                                         name=name)(x)
+        return (batch_norm_layer or layers.BatchNormalization)(
+            momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, name=name)(x)
 
     inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
     x = conv(inputs, spec.stem_filters, 7, 2, "stem_conv")
@@ -319,11 +321,14 @@ def build(
     include_top: bool = True,
     dropout_rate: float | None = None,
     drop_connect_rate: float | None = None,
+    batch_norm_layer=None,
 ) -> keras.Model:
     """Builds model `name`; returns a Keras model mapping normalised images to float32 logits.
 
     Defaults come from the spec: `num_classes` (1000), `image_size` (the eval resolution),
     dropout and drop-connect. `include_top=False` returns the head feature map.
+    `batch_norm_layer` replaces `keras.layers.BatchNormalization` with a subclass (same
+    variables), e.g. the training engine's fused TensorFlow kernel.
     """
     spec = get_spec(name)
     num_classes = spec.num_classes if num_classes is None else int(num_classes)
@@ -337,9 +342,10 @@ def build(
     # Keras walks the functional graph recursively; V2-XL's ~1,000 layers exceed the default limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     if spec.family == "se-resnext":
-        return _build_se_resnext(spec, image_size, num_classes, include_top, dropout_rate)
-    return _Builder(spec, float(drop_connect_rate))(image_size, num_classes, include_top,
-                                                   dropout_rate)
+        return _build_se_resnext(spec, image_size, num_classes, include_top, dropout_rate,
+                                 batch_norm_layer)
+    return _Builder(spec, float(drop_connect_rate), batch_norm_layer)(
+        image_size, num_classes, include_top, dropout_rate)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,9 +67,11 @@ def image_sizes(config: RunConfig, spec) -> tuple[int, int]:
 
 def default_model_fn(config: RunConfig, image_size: int) -> keras.Model:
     from efficientnet.models import build
+    from efficientnet.train.fused_batch_norm import FusedBatchNormalization
 
     return build(config.model_name, num_classes=config.num_label_classes, image_size=image_size,
-                 dropout_rate=config.dropout_rate, drop_connect_rate=config.drop_connect_rate)
+                 dropout_rate=config.dropout_rate, drop_connect_rate=config.drop_connect_rate,
+                 batch_norm_layer=FusedBatchNormalization)
 
 
 def _check_batches(config: RunConfig, strategy) -> None:

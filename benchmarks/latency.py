@@ -1,0 +1,160 @@
+"""Inference latency of an exported efficientnet-b0 (224 px) per format, next to peers.
+
+- ours: `efficientnet.export.export_model` -> SavedModel, TFLite fp32 / fp16 / int8, ONNX, each run
+  through `efficientnet.export.load_predictor` (what `python -m efficientnet.infer` uses);
+- keras.applications.EfficientNetB0 -> TFLite fp32 and int8 (the same converter settings);
+- timm `efficientnet_b0` -> ONNX (torch.onnx) -> onnxruntime, when torch and timm are installed.
+
+Latency is the p50 of batch-1 calls and throughput images/s at batch 32, warm-up excluded, all
+runtimes with the same thread count. Weights are random: latency does not depend on them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+SIZE = 224
+
+
+class _TFLiteRunner:
+    """A .tflite model with one float input and one output (a peer's plain export)."""
+
+    def __init__(self, path: str, threads: int):
+        import tensorflow as tf
+
+        self.num_threads = threads
+        self.image_size = SIZE
+        self._interpreter = tf.lite.Interpreter(model_path=path, num_threads=threads)
+        self._batch = None
+
+    def predict(self, pixels):
+        pixels = np.asarray(pixels, np.float32)
+        interpreter = self._interpreter
+        if self._batch != len(pixels):
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index, pixels.shape)
+            interpreter.allocate_tensors()
+            self._batch = len(pixels)
+        detail = interpreter.get_input_details()[0]
+        if detail["dtype"] != np.float32:
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            pixels = np.clip(np.round(pixels / scale + zero), info.min, info.max)
+            pixels = pixels.astype(detail["dtype"])
+        interpreter.set_tensor(detail["index"], pixels)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+class _OnnxNCHWRunner:
+    """An NCHW ONNX model (PyTorch export) fed NHWC pixels."""
+
+    def __init__(self, path: str, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.num_threads = threads
+        self.image_size = SIZE
+        self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self._name = self._session.get_inputs()[0].name
+
+    def predict(self, pixels):
+        batch = np.ascontiguousarray(np.transpose(np.asarray(pixels, np.float32), (0, 3, 1, 2)))
+        return self._session.run(None, {self._name: batch})[0]
+
+
+def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    model = keras.applications.EfficientNetB0(weights=None, input_shape=(SIZE, SIZE, 3))
+    saved = os.path.join(directory, "keras_applications_b0")
+    model.export(saved, format="tf_saved_model", verbose=False)
+    paths = {}
+    for kind in ("fp32", "int8"):
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if kind == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+        path = os.path.join(directory, f"keras_applications_b0_{kind}.tflite")
+        with open(path, "wb") as handle:
+            handle.write(converter.convert())
+        paths[kind] = path
+    return paths
+
+
+def _timm_onnx(directory: str) -> str | None:
+    from benchmarks.torch_peers import run_peer
+
+    path = os.path.join(directory, "timm_b0.onnx")
+    return None if run_peer("onnx", f"--size={SIZE}", f"--output={path}") is None else path
+
+
+def run(quick: bool = False) -> dict:
+    import keras
+
+    from efficientnet import infer, models
+    from efficientnet.export import ExportConfig, export_model, load_predictor
+
+    threads = os.cpu_count() or 1
+    runs = 10 if quick else 40
+    calibration = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        keras.backend.clear_session()
+        model = models.build("efficientnet-b0", image_size=SIZE)
+        config = ExportConfig(model_name="efficientnet-b0", export_dir=os.path.join(directory, "ours"),
+                              num_steps=8)
+        report = export_model(model, config)
+        for fmt, entry in report["formats"].items():
+            if "error" in entry:
+                figures[f"ours {fmt}"] = {"error": entry["error"]}
+                continue
+            predictor = load_predictor(os.path.join(config.export_dir, entry["file"]), threads)
+            figures[f"ours {fmt}"] = infer.benchmark(predictor, runs=runs)
+        for kind, path in _keras_applications_tflite(directory, calibration).items():
+            figures[f"keras.applications tflite {kind}"] = infer.benchmark(
+                _TFLiteRunner(path, threads), runs=runs)
+        timm_path = _timm_onnx(directory)
+        if timm_path:
+            figures["timm onnxruntime"] = infer.benchmark(_OnnxNCHWRunner(timm_path, threads),
+                                                          runs=runs)
+
+    ok = {k: v for k, v in figures.items() if "error" not in v}
+    peers = {k: v for k, v in ok.items() if not k.startswith("ours")}
+    ours = {k: v for k, v in ok.items() if k.startswith("ours")}
+    best_peer = min(peers, key=lambda k: peers[k]["batch1_p50_ms"])
+    best_ours = min(ours, key=lambda k: ours[k]["batch1_p50_ms"])
+    ratio = ours[best_ours]["batch1_p50_ms"] / peers[best_peer]["batch1_p50_ms"]
+    summary = [
+        f"batch-1 p50: best ours {best_ours} {ours[best_ours]['batch1_p50_ms']:.1f} ms vs best "
+        f"peer {best_peer} {peers[best_peer]['batch1_p50_ms']:.1f} ms (ratio {ratio:.2f}, goal "
+        "<= 0.8)",
+    ]
+    for name, entry in figures.items():
+        if "error" in entry:
+            summary.append(f"{name}: failed: {entry['error'][:120]}")
+        else:
+            summary.append(f"{name}: p50 {entry['batch1_p50_ms']:.1f} ms, p90 "
+                           f"{entry['batch1_p90_ms']:.1f} ms, {entry['images_per_second']:.1f} "
+                           "img/s at batch 32")
+    if not any(k.startswith("timm") for k in figures):
+        summary.append("timm not installed (pip install -e '.[bench]'): no PyTorch/ONNX peer")
+    from benchmarks.common import bar_plot
+
+    names = list(ok)
+    bar_plot("latency", f"efficientnet-b0 {SIZE}px batch-1 latency (p50, lower is better)",
+             [n.replace("keras.applications", "keras.app").replace(" ", "\n", 1) for n in names],
+             [ok[n]["batch1_p50_ms"] for n in names], "milliseconds",
+             note=f"{threads} threads; random weights")
+    return {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs},
+            "figures": figures, "best_ours": best_ours, "best_peer": best_peer,
+            "ratio_best_ours_vs_best_peer": round(ratio, 3), "summary": summary}

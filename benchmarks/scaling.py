@@ -1,0 +1,98 @@
+"""Data-parallel scaling on one host: 1 device, 2 logical CPU devices (MirroredStrategy) and
+2 worker processes (MultiWorkerMirroredStrategy over localhost), same global batch.
+
+Each setting runs `python -m efficientnet.main` on synthetic data in its own process (logical
+devices must be configured before TensorFlow starts). images/s counts global images per
+wall-clock second, median over loops after the first. On a 2-core machine the replicas share the
+same two cores, so this measures the overhead of the strategies, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+MODEL, SIZE, BATCH = "efficientnet-b0", 64, 32
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _args(model_dir: str, steps: int, loops: int) -> list[str]:
+    return [sys.executable, "-m", "efficientnet.main", f"--model_name={MODEL}", "--mode=train",
+            "--use_synthetic_data", f"--model_dir={model_dir}", f"--image_size={SIZE}",
+            f"--train_batch_size={BATCH}", f"--iterations_per_loop={steps}",
+            f"--train_steps={steps * loops}", f"--save_checkpoints_steps={steps * loops}",
+            "--num_label_classes=10"]
+
+
+def _rate(model_dir: str) -> float:
+    lines = Path(model_dir, "metrics.jsonl").read_text().splitlines()
+    rates = [json.loads(line)["images_per_sec"] for line in lines
+             if json.loads(line).get("kind") == "train"]
+    return statistics.median(rates[1:] or rates)
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> None:
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+
+
+def single(steps, loops, extra=()) -> float:
+    with tempfile.TemporaryDirectory() as model_dir:
+        proc = subprocess.run(_args(model_dir, steps, loops) + list(extra), capture_output=True,
+                              text=True, timeout=1800)
+        _check(proc, f"efficientnet.main {' '.join(extra)}")
+        return _rate(model_dir)
+
+
+def two_workers(steps, loops) -> float:
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    with tempfile.TemporaryDirectory() as model_dir:
+        procs = []
+        for index in range(2):
+            env = {**os.environ, "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            procs.append(subprocess.Popen(_args(model_dir, steps, loops), env=env, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        for index, proc in enumerate(procs):
+            _, err = proc.communicate(timeout=1800)
+            _check(subprocess.CompletedProcess(proc.args, proc.returncode, "", err),
+                   f"worker {index}")
+        return _rate(model_dir)
+
+
+def run(quick: bool = False) -> dict:
+    steps, loops = (3, 3) if quick else (5, 4)
+    one = single(steps, loops)
+    mirrored = single(steps, loops, ["--num_cpu_devices=2"])
+    workers = two_workers(steps, loops)
+    result = {
+        "settings": {"model": MODEL, "image_size": SIZE, "global_batch": BATCH,
+                     "steps_per_loop": steps, "loops": loops},
+        "images_per_sec": {"1 device": one, "2 logical devices (Mirrored)": mirrored,
+                           "2 worker processes (MultiWorkerMirrored)": workers},
+        "ratio_vs_1_device": {"mirrored_2": round(mirrored / one, 3),
+                              "multiworker_2": round(workers / one, 3)},
+    }
+    result["summary"] = [
+        f"{MODEL} {SIZE}px global batch {BATCH}: 1 device {one:.1f} img/s, 2 logical devices "
+        f"{mirrored:.1f} ({mirrored / one:.2f}x), 2 worker processes {workers:.1f} "
+        f"({workers / one:.2f}x) on {os.cpu_count()} cores"
+    ]
+    from benchmarks.common import bar_plot
+
+    bar_plot("scaling", f"{MODEL} training throughput, {SIZE}px, global batch {BATCH}",
+             ["1 device", "2 logical devices", "2 workers"], [one, mirrored, workers],
+             "images / second", note=f"{os.cpu_count()} cores shared by all replicas")
+    return result

@@ -1,0 +1,97 @@
+"""PyTorch / timm peers, run in their own process (torch and TensorFlow in one process crash).
+
+    python -m benchmarks.torch_peers train --batch 32 --size 224 --steps 5 --warmup 2
+    python -m benchmarks.torch_peers onnx --size 224 --output /tmp/timm_b0.onnx
+
+Prints one JSON line; `run_peer(...)` does the subprocess call and returns the parsed dict,
+or None when torch / timm are not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("torch", "timm"))
+
+
+def run_peer(*args: str, timeout: int = 1800) -> dict | None:
+    """Runs this module with `args` in a subprocess; None when torch/timm are missing."""
+    if not available():
+        return None
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.torch_peers", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"torch peer {' '.join(args)} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def train_speed(batch: int, size: int, steps: int, warmup: int) -> dict:
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = timm.create_model("efficientnet_b0", num_classes=1000).train()
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=0.016 * batch / 256, alpha=0.9,
+                                    eps=1e-3, momentum=0.9, weight_decay=1e-5)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    images = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (batch,))
+    times = []
+    for index in range(warmup + steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(images), labels).backward()
+        optimizer.step()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"images_per_sec": batch / statistics.median(times),
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "timm": timm.__version__}
+
+
+def export_onnx(size: int, output: str) -> dict:
+    import timm
+    import torch
+
+    model = timm.create_model("efficientnet_b0", num_classes=1000).eval()
+    with torch.no_grad():
+        torch.onnx.export(model, torch.randn(1, 3, size, size), output, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    return {"path": output, "torch": torch.__version__, "timm": timm.__version__}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_peers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train")
+    train.add_argument("--batch", type=int, default=32)
+    train.add_argument("--size", type=int, default=224)
+    train.add_argument("--steps", type=int, default=5)
+    train.add_argument("--warmup", type=int, default=2)
+    onnx = sub.add_parser("onnx")
+    onnx.add_argument("--size", type=int, default=224)
+    onnx.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        result = train_speed(args.batch, args.size, args.steps, args.warmup)
+    else:
+        result = export_onnx(args.size, args.output)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
