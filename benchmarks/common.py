@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -24,11 +25,12 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
     }
-    for module in ("tensorflow", "keras", "numpy", "jax", "torch", "timm", "onnxruntime",
-                   "tf2onnx"):
+    # Versions from package metadata: importing torch next to TensorFlow crashes the process.
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "jax", "torch", "timm",
+                    "onnxruntime", "tf2onnx"):
         try:
-            info[module] = __import__(module).__version__
-        except Exception:  # not installed: optional peers
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:  # optional peers
             continue
     return info
 
