@@ -77,6 +77,8 @@ class RunConfig:
     resize_method: str | None = None
     shuffle_buffer: int | None = None
     cache: bool = False
+    crop_padding: int | None = None  # None: the spec's (32); eval crop = size / (size + padding)
+    min_crop_area: float = 0.08  # smallest random-crop area fraction (Inception crop: 0.08)
 
     # Numerics and compilation.
     precision: str = "float32"

@@ -80,6 +80,10 @@ FLAG_TABLE: dict[str, tuple] = {
     "resize_method": ("str", "Image resize method (default: the data module's)."),
     "shuffle_buffer": ("int", "Shuffle buffer of the training input (default: data module's)."),
     "cache": ("bool", "Cache the decoded input in memory (small datasets)."),
+    "crop_padding": ("int", "Eval centre crop keeps size / (size + crop_padding) of the short "
+                            "side (default: the model's, 32; 0 = whole image, small inputs)."),
+    "min_crop_area": ("float", "Smallest random training crop, as a fraction of the image area. "
+                               f"[{_D.min_crop_area}]"),
     "precision": (("enum", PRECISIONS), "float32, mixed_float16 (dynamic loss scaling) or "
                                         "mixed_bfloat16; logits stay float32. [float32]"),
     "xla": (("enum", XLA_CHOICES), "XLA jit of the train step: auto = on for GPUs, off on CPU "

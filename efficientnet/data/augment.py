@@ -1,0 +1,349 @@
+"""AutoAugment (ImageNet policy v0), RandAugment, mixup and cutmix as TensorFlow graph ops.
+
+The image ops follow the tensorflow/tpu `autoaugment.py` definitions (uint8 images in, uint8 out,
+fill value 128, magnitudes on a 0..10 scale), with two fixes: `Contrast` blends towards the mean
+grey level (the reference used the pixel count / 256 by mistake) and shifts are integer arithmetic
+(no undefined 8-bit shifts). Every random choice is stateless and derived from a `seed` tensor of
+shape [2], so an augmented pipeline is reproducible; only the selected op runs (`tf.switch_case`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+MAX_LEVEL = 10.0
+FILL_VALUE = 128.0
+
+# (name, probability, magnitude) pairs: the ImageNet AutoAugment policy "v0" (25 sub-policies).
+POLICY_V0 = (
+    (("Equalize", 0.8, 1), ("ShearY", 0.8, 4)),
+    (("Color", 0.4, 9), ("Equalize", 0.6, 3)),
+    (("Color", 0.4, 1), ("Rotate", 0.6, 8)),
+    (("Solarize", 0.8, 3), ("Equalize", 0.4, 7)),
+    (("Solarize", 0.4, 2), ("Solarize", 0.6, 2)),
+    (("Color", 0.2, 0), ("Equalize", 0.8, 8)),
+    (("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)),
+    (("ShearX", 0.2, 9), ("Rotate", 0.6, 8)),
+    (("Color", 0.6, 1), ("Equalize", 1.0, 2)),
+    (("Invert", 0.4, 9), ("Rotate", 0.6, 0)),
+    (("Equalize", 1.0, 9), ("ShearY", 0.6, 3)),
+    (("Color", 0.4, 7), ("Equalize", 0.6, 0)),
+    (("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)),
+    (("Solarize", 0.6, 8), ("Color", 0.6, 9)),
+    (("Solarize", 0.2, 4), ("Rotate", 0.8, 9)),
+    (("Rotate", 1.0, 7), ("TranslateY", 0.8, 9)),
+    (("ShearX", 0.0, 0), ("Solarize", 0.8, 4)),
+    (("ShearY", 0.8, 0), ("Color", 0.6, 4)),
+    (("Color", 1.0, 0), ("Rotate", 0.6, 2)),
+    (("Equalize", 0.8, 4), ("Equalize", 0.0, 8)),
+    (("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)),
+    (("ShearY", 0.4, 7), ("SolarizeAdd", 0.6, 7)),
+    (("Posterize", 0.8, 2), ("Solarize", 0.6, 10)),
+    (("Solarize", 0.6, 8), ("Equalize", 0.6, 1)),
+    (("Color", 0.8, 6), ("Rotate", 0.4, 5)),
+)
+
+RANDAUGMENT_OPS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color", "Contrast",
+    "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY", "Cutout",
+    "SolarizeAdd",
+)
+
+# (cutout half-size, translate pixels) at magnitude 10, as in the reference.
+AUTOAUGMENT_CONSTS = {"cutout": 100, "translate": 250}
+RANDAUGMENT_CONSTS = {"cutout": 40, "translate": 100}
+
+
+def _fold(seed, salt: int):
+    return tf.random.experimental.stateless_fold_in(seed, salt)
+
+
+def _uniform(seed, minval=0.0, maxval=1.0):
+    return tf.random.stateless_uniform([], seed, minval, maxval)
+
+
+# ---- the image ops: uint8 [H, W, 3] -> uint8 [H, W, 3] ------------------------------------------
+
+def blend(image1, image2, factor):
+    """image1 + factor * (image2 - image1), clipped: factor 0 gives image1, 1 gives image2."""
+    image1 = tf.cast(image1, tf.float32)
+    image2 = tf.cast(image2, tf.float32)
+    return tf.cast(tf.clip_by_value(image1 + factor * (image2 - image1), 0.0, 255.0), tf.uint8)
+
+
+def invert(image):
+    return 255 - image
+
+
+def solarize(image, threshold):
+    """Inverts the pixels at or above `threshold`."""
+    return tf.where(tf.cast(image, tf.int32) < threshold, image, 255 - image)
+
+
+def solarize_add(image, addition, threshold=128):
+    """Adds `addition` to the pixels below `threshold`."""
+    added = tf.cast(tf.clip_by_value(tf.cast(image, tf.int32) + addition, 0, 255), tf.uint8)
+    return tf.where(tf.cast(image, tf.int32) < threshold, added, image)
+
+
+def _grayscale_rgb(image):
+    return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+
+
+def color(image, factor):
+    return blend(_grayscale_rgb(image), image, factor)
+
+
+def contrast(image, factor):
+    mean = tf.reduce_mean(tf.cast(tf.image.rgb_to_grayscale(image), tf.float32))
+    return blend(tf.fill(tf.shape(image), mean), image, factor)
+
+
+def brightness(image, factor):
+    return blend(tf.zeros_like(image), image, factor)
+
+
+def posterize(image, bits: int):
+    """Keeps the `bits` high bits of every pixel."""
+    step = 2 ** (8 - int(bits)) if bits < 8 else 1
+    return tf.cast((tf.cast(image, tf.int32) // step) * step, tf.uint8)
+
+
+def autocontrast(image):
+    """Stretches each channel to [0, 255] (channels with one value are kept)."""
+    pixels = tf.cast(image, tf.float32)
+    low = tf.reduce_min(pixels, axis=[0, 1])
+    high = tf.reduce_max(pixels, axis=[0, 1])
+    # (p - low) * 255 / (high - low) maps high to exactly 255 (a precomputed scale may not).
+    stretched = (pixels - low) * 255.0 / tf.maximum(high - low, 1.0)
+    result = tf.where(high > low, stretched, pixels)
+    return tf.cast(tf.clip_by_value(result, 0.0, 255.0), tf.uint8)
+
+
+def sharpness(image, factor):
+    """Blends with a smoothed copy (3x3 kernel, borders untouched)."""
+    pixels = tf.cast(image, tf.float32)[None]
+    kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
+    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+    smooth = tf.nn.depthwise_conv2d(pixels, kernel, [1, 1, 1, 1], padding="VALID")[0]
+    smooth = tf.cast(tf.clip_by_value(smooth, 0.0, 255.0), tf.uint8)
+    mask = tf.pad(tf.ones_like(smooth, tf.bool), [[1, 1], [1, 1], [0, 0]])
+    degenerate = tf.where(mask, tf.pad(smooth, [[1, 1], [1, 1], [0, 0]]), image)
+    return blend(degenerate, image, factor)
+
+
+def equalize(image):
+    """Per-channel histogram equalisation (PIL ImageOps.equalize), vectorised over channels."""
+    channels = tf.reshape(tf.transpose(tf.cast(image, tf.int32), [2, 0, 1]), [3, -1])
+    histogram = tf.math.bincount(channels, minlength=256, maxlength=256, axis=-1)
+    last = tf.gather(histogram, tf.reduce_max(channels, axis=1), batch_dims=1)
+    step = (tf.reduce_sum(histogram, axis=1) - last) // 255
+    safe_step = tf.maximum(step, 1)[:, None]
+    lut = (tf.cumsum(histogram, axis=1) + safe_step // 2) // safe_step
+    lut = tf.clip_by_value(tf.concat([tf.zeros_like(lut[:, :1]), lut[:, :-1]], axis=1), 0, 255)
+    equalised = tf.gather(lut, channels, batch_dims=1)
+    result = tf.where(step[:, None] > 0, equalised, channels)
+    return tf.cast(tf.reshape(tf.transpose(result), tf.shape(image)), tf.uint8)
+
+
+def transform(image, matrix):
+    """Projective transform (8 numbers, output -> input coordinates), nearest, fill 128."""
+    matrix = tf.reshape(tf.cast(tf.stack(matrix), tf.float32), [1, 8])
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=matrix, output_shape=tf.shape(image)[:2],
+        fill_value=FILL_VALUE, interpolation="NEAREST", fill_mode="CONSTANT")[0]
+
+
+def rotate(image, degrees):
+    """Rotates about the centre (counter-clockwise for positive degrees)."""
+    radians = degrees * (math.pi / 180.0)
+    height = tf.cast(tf.shape(image)[0], tf.float32) - 1.0
+    width = tf.cast(tf.shape(image)[1], tf.float32) - 1.0
+    cos, sin = tf.cos(radians), tf.sin(radians)
+    x_offset = (width - (cos * width - sin * height)) / 2.0
+    y_offset = (height - (sin * width + cos * height)) / 2.0
+    return transform(image, [cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])
+
+
+def translate_x(image, pixels):
+    return transform(image, [1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0])
+
+
+def translate_y(image, pixels):
+    return transform(image, [1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0])
+
+
+def shear_x(image, level):
+    return transform(image, [1.0, level, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+
+
+def shear_y(image, level):
+    return transform(image, [1.0, 0.0, 0.0, level, 1.0, 0.0, 0.0, 0.0])
+
+
+def cutout(image, pad_size, seed):
+    """Fills a square of side 2 * pad_size (clipped at the borders) at a random centre with 128."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    center_y = tf.random.stateless_uniform([], _fold(seed, 0), 0, height, dtype=tf.int32)
+    center_x = tf.random.stateless_uniform([], _fold(seed, 1), 0, width, dtype=tf.int32)
+    rows = tf.range(height)[:, None, None]
+    cols = tf.range(width)[None, :, None]
+    inside = ((rows >= center_y - pad_size) & (rows < center_y + pad_size)
+              & (cols >= center_x - pad_size) & (cols < center_x + pad_size))
+    return tf.where(inside, tf.constant(int(FILL_VALUE), tf.uint8), image)
+
+
+# ---- magnitudes: level in 0..10 -> op argument ---------------------------------------------------
+
+def _random_sign(value, seed):
+    return tf.where(_uniform(seed) < 0.5, -value, value)
+
+
+def apply_op(name: str, image, level: float, seed, consts: dict):
+    """Applies op `name` at magnitude `level` (0..10 scale) to a uint8 image."""
+    level = float(level)
+    sign_seed = _fold(seed, 99)
+    enhance = level / MAX_LEVEL * 1.8 + 0.1
+    if name == "AutoContrast":
+        return autocontrast(image)
+    if name == "Equalize":
+        return equalize(image)
+    if name == "Invert":
+        return invert(image)
+    if name == "Rotate":
+        return rotate(image, _random_sign(level / MAX_LEVEL * 30.0, sign_seed))
+    if name == "Posterize":
+        return posterize(image, int(level / MAX_LEVEL * 4))
+    if name == "Solarize":
+        return solarize(image, int(level / MAX_LEVEL * 256))
+    if name == "SolarizeAdd":
+        return solarize_add(image, int(level / MAX_LEVEL * 110))
+    if name == "Color":
+        return color(image, enhance)
+    if name == "Contrast":
+        return contrast(image, enhance)
+    if name == "Brightness":
+        return brightness(image, enhance)
+    if name == "Sharpness":
+        return sharpness(image, enhance)
+    if name == "ShearX":
+        return shear_x(image, _random_sign(level / MAX_LEVEL * 0.3, sign_seed))
+    if name == "ShearY":
+        return shear_y(image, _random_sign(level / MAX_LEVEL * 0.3, sign_seed))
+    if name == "TranslateX":
+        return translate_x(image, _random_sign(level / MAX_LEVEL * consts["translate"], sign_seed))
+    if name == "TranslateY":
+        return translate_y(image, _random_sign(level / MAX_LEVEL * consts["translate"], sign_seed))
+    if name == "Cutout":
+        return cutout(image, int(level / MAX_LEVEL * consts["cutout"]), seed)
+    raise ValueError(f"Unknown augmentation op {name!r}")
+
+
+OP_NAMES = tuple(sorted(set(RANDAUGMENT_OPS) | {op[0] for sub in POLICY_V0 for op in sub}))
+
+
+def _checked(image, reference):
+    return tf.ensure_shape(tf.reshape(image, tf.shape(reference)), reference.shape)
+
+
+def autoaugment(image, seed, policy=POLICY_V0):
+    """One random sub-policy of `policy`; each of its ops applied with its probability."""
+    seed = tf.cast(seed, tf.int32)
+    index = tf.random.stateless_uniform([], _fold(seed, 0), 0, len(policy), dtype=tf.int32)
+
+    def sub_policy(ops):
+        def run():
+            result = image
+            for position, (name, probability, level) in enumerate(ops):
+                op_seed = _fold(seed, 10 + position)
+                apply = _uniform(_fold(op_seed, 1)) < probability
+                result = tf.cond(
+                    apply,
+                    lambda r=result, n=name, lv=level, s=op_seed: apply_op(
+                        n, r, lv, s, AUTOAUGMENT_CONSTS),
+                    lambda r=result: r)
+            return result
+        return run
+
+    result = tf.switch_case(index, [sub_policy(ops) for ops in policy])
+    return _checked(result, image)
+
+
+def randaugment(image, seed, num_layers: int = 2, magnitude: float = 10):
+    """`num_layers` ops drawn uniformly from RANDAUGMENT_OPS, each at `magnitude`."""
+    seed = tf.cast(seed, tf.int32)
+    for layer in range(num_layers):
+        layer_seed = _fold(seed, layer)
+        index = tf.random.stateless_uniform([], _fold(layer_seed, 0), 0, len(RANDAUGMENT_OPS),
+                                            dtype=tf.int32)
+        op_seed = _fold(layer_seed, 1)
+        branches = [
+            (lambda n=name, current=image, s=op_seed: apply_op(n, current, magnitude, s,
+                                                    RANDAUGMENT_CONSTS))
+            for name in RANDAUGMENT_OPS
+        ]
+        image = _checked(tf.switch_case(index, branches), image)
+    return image
+
+
+def get_augment_fn(name: str, num_layers: int = 2, magnitude: float = 10):
+    """fn(uint8 image, seed [2]) -> uint8 image for 'autoaugment' or 'randaugment'."""
+    if name == "autoaugment":
+        return autoaugment
+    if name == "randaugment":
+        return lambda image, seed: randaugment(image, seed, num_layers, magnitude)
+    raise ValueError(f"Unknown augment_name {name!r}: use 'autoaugment' or 'randaugment'")
+
+
+# ---- batch mixing -------------------------------------------------------------------------------
+
+def _beta(seed, alpha: float):
+    first = tf.random.stateless_gamma([], _fold(seed, 0), alpha)
+    second = tf.random.stateless_gamma([], _fold(seed, 1), alpha)
+    return first / tf.maximum(first + second, 1e-12)
+
+
+def mixup(images, labels, seed, alpha: float):
+    """Blends the batch with itself reversed: lam ~ Beta(alpha, alpha), labels likewise."""
+    lam = _beta(seed, alpha)
+    mixed = lam * tf.cast(images, tf.float32) + (1 - lam) * tf.cast(images[::-1], tf.float32)
+    return tf.cast(mixed, images.dtype), lam * labels + (1 - lam) * labels[::-1]
+
+
+def cutmix(images, labels, seed, alpha: float):
+    """Pastes a box of the reversed batch (area 1 - lam); labels weighted by the pasted area."""
+    lam = _beta(seed, alpha)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    ratio = tf.sqrt(1.0 - lam)
+    cut_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32)
+    cut_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32)
+    center_y = tf.random.stateless_uniform([], _fold(seed, 2), 0, height, dtype=tf.int32)
+    center_x = tf.random.stateless_uniform([], _fold(seed, 3), 0, width, dtype=tf.int32)
+    top = tf.clip_by_value(center_y - cut_h // 2, 0, height)
+    bottom = tf.clip_by_value(center_y + cut_h // 2, 0, height)
+    left = tf.clip_by_value(center_x - cut_w // 2, 0, width)
+    right = tf.clip_by_value(center_x + cut_w // 2, 0, width)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    box = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+    mixed = tf.where(box[None, :, :, None], images[::-1], images)
+    pasted = tf.cast((bottom - top) * (right - left), tf.float32)
+    kept = 1.0 - pasted / tf.cast(height * width, tf.float32)
+    return mixed, kept * labels + (1 - kept) * labels[::-1]
+
+
+def mix_batch(images, labels, seed, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
+    """mixup, cutmix, or (both alphas > 0) one of the two at random per batch."""
+    seed = tf.cast(seed, tf.int32)
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        use_cutmix = _uniform(_fold(seed, 7)) < 0.5
+        return tf.cond(use_cutmix,
+                       lambda: cutmix(images, labels, seed, cutmix_alpha),
+                       lambda: mixup(images, labels, seed, mixup_alpha))
+    if mixup_alpha > 0:
+        return mixup(images, labels, seed, mixup_alpha)
+    if cutmix_alpha > 0:
+        return cutmix(images, labels, seed, cutmix_alpha)
+    return images, labels

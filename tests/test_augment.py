@@ -1,0 +1,161 @@
+"""efficientnet.data.augment: each op keeps shape, dtype and range; policies are seeded graph ops."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from efficientnet.data import augment
+
+SEED = tf.constant([1, 2], tf.int32)
+
+
+def _image(height=24, width=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("name", augment.OP_NAMES)
+@pytest.mark.parametrize("level", [0, 5, 10])
+def test_op_keeps_shape_dtype_and_range(name, level):
+    image = _image()
+    for consts in (augment.AUTOAUGMENT_CONSTS, augment.RANDAUGMENT_CONSTS):
+        out = augment.apply_op(name, image, level, SEED, consts)
+        assert out.shape == image.shape and out.dtype == tf.uint8
+        again = augment.apply_op(name, image, level, SEED, consts)
+        np.testing.assert_array_equal(out.numpy(), again.numpy())
+
+
+def test_op_table_matches_the_policies():
+    assert len(augment.POLICY_V0) == 25
+    assert all(len(sub_policy) == 2 for sub_policy in augment.POLICY_V0)
+    assert len(augment.RANDAUGMENT_OPS) == 16
+    for sub_policy in augment.POLICY_V0:
+        for name, probability, level in sub_policy:
+            assert name in augment.OP_NAMES and 0 <= probability <= 1 and 0 <= level <= 10
+    with pytest.raises(ValueError, match="Unknown augmentation op 'Blur'"):
+        augment.apply_op("Blur", _image(), 5, SEED, augment.RANDAUGMENT_CONSTS)
+
+
+def test_pixel_ops_match_their_definitions():
+    image = _image()
+    pixels = image.numpy().astype(int)
+    np.testing.assert_array_equal(augment.invert(image).numpy(), 255 - pixels)
+    np.testing.assert_array_equal(augment.solarize(image, 128).numpy(),
+                                  np.where(pixels < 128, pixels, 255 - pixels))
+    np.testing.assert_array_equal(augment.solarize_add(image, 30).numpy(),
+                                  np.where(pixels < 128, np.minimum(pixels + 30, 255), pixels))
+    np.testing.assert_array_equal(augment.posterize(image, 2).numpy(), pixels & 0xC0)
+    np.testing.assert_array_equal(augment.brightness(image, 0.0).numpy(), np.zeros_like(pixels))
+    np.testing.assert_array_equal(augment.color(image, 1.0).numpy(), pixels)
+    grey = augment.color(image, 0.0).numpy()
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
+    contrast = augment.contrast(image, 0.0).numpy()
+    assert contrast.min() == contrast.max()  # all mean grey
+
+
+def test_equalize_and_autocontrast_match_pil():
+    image = _image(40, 30, seed=3)
+    pil = Image.fromarray(image.numpy())
+    np.testing.assert_array_equal(augment.equalize(image).numpy(),
+                                  np.asarray(ImageOps.equalize(pil)))
+    low_contrast = tf.constant(image.numpy() // 4 + 60)
+    np.testing.assert_array_equal(
+        augment.autocontrast(low_contrast).numpy(),
+        np.asarray(ImageOps.autocontrast(Image.fromarray(low_contrast.numpy()))))
+    flat = tf.fill([8, 8, 3], tf.constant(77, tf.uint8))
+    np.testing.assert_array_equal(augment.equalize(flat).numpy(), flat.numpy())
+    np.testing.assert_array_equal(augment.autocontrast(flat).numpy(), flat.numpy())
+
+
+def test_geometric_ops_move_pixels_and_fill_128():
+    image = _image()
+    np.testing.assert_array_equal(augment.rotate(image, 0.0).numpy(), image.numpy())
+    shifted = augment.translate_x(image, 5.0).numpy()
+    np.testing.assert_array_equal(shifted[:, 5:], image.numpy()[:, :-5])
+    assert (shifted[:, :5] == 128).all()
+    shifted = augment.translate_y(image, -3.0).numpy()
+    np.testing.assert_array_equal(shifted[:-3], image.numpy()[3:])
+    assert (shifted[-3:] == 128).all()
+    rotated = augment.rotate(tf.fill([20, 20, 3], tf.constant(7, tf.uint8)), 45.0).numpy()
+    assert rotated[0, 0, 0] == 128 and rotated[10, 10, 0] == 7
+    sheared = augment.shear_x(image, 0.3).numpy()
+    np.testing.assert_array_equal(sheared[0], image.numpy()[0])  # row 0 does not move
+
+
+def test_cutout_fills_a_square_with_128():
+    image = tf.zeros([50, 50, 3], tf.uint8)
+    out = augment.cutout(image, 5, SEED).numpy()
+    filled = np.argwhere(out[..., 0] == 128)
+    assert 0 < len(filled) <= 100
+    height = filled[:, 0].max() - filled[:, 0].min() + 1
+    width = filled[:, 1].max() - filled[:, 1].min() + 1
+    assert len(filled) == height * width  # a (clipped) rectangle
+    assert height <= 10 and width <= 10
+
+
+@pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
+def test_policies_are_seeded(policy):
+    fn = augment.get_augment_fn(policy, num_layers=2, magnitude=9)
+    image = _image(32, 32)
+    outputs = [fn(image, tf.constant([seed, 0])).numpy() for seed in range(12)]
+    for seed, out in enumerate(outputs):
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, fn(image, tf.constant([seed, 0])).numpy())
+    distinct = {out.tobytes() for out in outputs}
+    assert len(distinct) >= 6  # different seeds pick different ops
+
+
+@pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
+def test_policies_are_graph_ops_without_py_function(policy):
+    fn = tf.function(augment.get_augment_fn(policy))
+    graph = fn.get_concrete_function(tf.TensorSpec([32, 32, 3], tf.uint8),
+                                     tf.TensorSpec([2], tf.int32)).graph
+    op_types = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        op_types |= {node.op for node in function.node_def}
+    assert not op_types & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
+    assert "Case" in op_types or "StatelessCase" in op_types
+
+
+def test_unknown_augment_name():
+    with pytest.raises(ValueError, match="Unknown augment_name 'cutout'"):
+        augment.get_augment_fn("cutout")
+
+
+def _batch():
+    images = tf.constant(np.random.default_rng(0).uniform(-2, 2, (6, 16, 16, 3)), tf.float32)
+    labels = tf.one_hot([0, 1, 2, 3, 4, 0], 5)
+    return images, labels
+
+
+def test_mixup_blends_images_and_labels():
+    images, labels = _batch()
+    mixed, mixed_labels = augment.mixup(images, labels, SEED, 0.4)
+    assert mixed.shape == images.shape and mixed.dtype == images.dtype
+    np.testing.assert_allclose(mixed_labels.numpy().sum(axis=1), np.ones(6), rtol=1e-6)
+    lam = float(mixed_labels[1, 1])  # image 1 (label 1) is mixed with image 4 (label 4)
+    np.testing.assert_allclose(mixed.numpy()[1],
+                               lam * images.numpy()[1] + (1 - lam) * images.numpy()[4], atol=1e-5)
+    again, _ = augment.mixup(images, labels, SEED, 0.4)
+    np.testing.assert_array_equal(mixed.numpy(), again.numpy())
+
+
+def test_cutmix_pastes_a_box_and_weights_labels_by_area():
+    images, labels = _batch()
+    for seed in range(5):
+        mixed, mixed_labels = augment.cutmix(images, labels, tf.constant([seed, 9]), 1.0)
+        assert mixed.shape == images.shape and mixed.dtype == images.dtype
+        pasted = (mixed.numpy()[1] != images.numpy()[1]).any(axis=-1)
+        np.testing.assert_array_equal(mixed.numpy()[1][pasted], images.numpy()[4][pasted])
+        np.testing.assert_allclose(float(mixed_labels[1, 4]), pasted.mean(), atol=1e-6)
+        np.testing.assert_allclose(mixed_labels.numpy().sum(axis=1), np.ones(6), rtol=1e-6)
+
+
+def test_mix_batch_switches_and_passes_through():
+    images, labels = _batch()
+    same_images, same_labels = augment.mix_batch(images, labels, SEED)
+    np.testing.assert_array_equal(same_images.numpy(), images.numpy())
+    both = [augment.mix_batch(images, labels, tf.constant([s, 0]), 0.2, 1.0)[0].numpy()
+            for s in range(8)]
+    assert all(b.shape == images.shape for b in both)

@@ -1,0 +1,77 @@
+"""tf.train.Example serialisation without TensorFlow (worker processes stay light and fast).
+
+The protobuf wire format of `Example{features: Features{feature: map<string, Feature>}}` is small
+enough to write by hand; keys are written sorted, so the same record always gives the same bytes.
+`tf.train.Example.FromString` reads the result (the tests check it field by field).
+"""
+
+from __future__ import annotations
+
+import struct
+
+_LEN = 2  # wire type of length-delimited fields
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 values are 10-byte two's complement varints
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint((number << 3) | _LEN) + _varint(len(payload)) + payload
+
+
+def _feature(value) -> bytes:
+    """Feature oneof: bytes_list = 1, float_list = 2, int64_list = 3 (lists packed)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if all(isinstance(v, bytes | str) for v in values) and values:
+        items = b"".join(_field(1, v.encode() if isinstance(v, str) else v) for v in values)
+        return _field(1, items)
+    if any(isinstance(v, float) for v in values):
+        packed = struct.pack(f"<{len(values)}f", *values)
+        return _field(2, _field(1, packed) if values else b"")
+    packed = b"".join(_varint(int(v)) for v in values)
+    return _field(3, _field(1, packed) if values else b"")
+
+
+def serialize_example(features: dict) -> bytes:
+    """{name: bytes | str | int | float | list of one kind} -> serialized tf.train.Example.
+
+    Lists of floats become float_list (give floats, not ints, for those); empty lists are int64.
+    """
+    entries = b"".join(
+        _field(1, _field(1, key.encode()) + _field(2, _feature(features[key])))
+        for key in sorted(features))
+    return _field(1, entries)
+
+
+def image_example(encoded: bytes, height: int, width: int, label: int, synset: str = "",
+                  text: str = "", filename: str = "", image_format: str = "JPEG",
+                  bboxes: list[tuple[float, float, float, float]] | None = None) -> bytes:
+    """The TF-slim / tensorflow-tpu image record (REFERENCE.md section 6); bboxes are
+    (xmin, ymin, xmax, ymax) in [0, 1]."""
+    features = {
+        "image/encoded": encoded,
+        "image/format": image_format,
+        "image/height": height,
+        "image/width": width,
+        "image/colorspace": "RGB",
+        "image/channels": 3,
+        "image/class/label": label,
+        "image/class/synset": synset,
+        "image/class/text": text,
+        "image/filename": filename,
+    }
+    if bboxes:
+        for index, name in enumerate(("xmin", "ymin", "xmax", "ymax")):
+            features[f"image/object/bbox/{name}"] = [float(box[index]) for box in bboxes]
+        features["image/object/bbox/label"] = [label] * len(bboxes)
+    return serialize_example(features)

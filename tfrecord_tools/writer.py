@@ -1,0 +1,295 @@
+"""The sharded, parallel, resumable TFRecord writer every converter uses.
+
+Images are shuffled with the seed, split into contiguous shards, checked and encoded by worker
+processes (`process_item`, in order, so the output does not depend on timing), and written by this
+process. Each shard goes to a hidden temporary name (`.train-00000-of-00004.incomplete`) and is
+renamed when complete; `.tfrecord_tools_state.json` records the finished shards and a fingerprint
+of the conversion, so a re-run after a crash or Ctrl-C skips them and writes identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+
+from PIL import Image
+
+from tfrecord_tools.example import image_example
+from tfrecord_tools.images import BadImage, encode_jpeg, prepare_image
+
+STATE_FILE = ".tfrecord_tools_state.json"
+REPORT_FILE = "conversion_report.json"
+LABELS_FILE = "labels.txt"
+SPLITS = ("train", "validation")
+FORMAT_VERSION = 1
+
+
+class UsageError(ValueError):
+    """A bad argument or input found before anything is written (the CLI exits with code 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One image to convert: a file (`path`) or raw uint8 pixels (`pixels` of `shape` [h, w])."""
+
+    label: int
+    filename: str
+    path: str | None = None
+    pixels: bytes | None = None
+    shape: tuple[int, int] | None = None
+    synset: str = ""
+    text: str = ""
+    bboxes: tuple[tuple[float, float, float, float], ...] = ()
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def process_item(item: Item, full_decode: bool = False) -> tuple[bytes | None, str | None, bool]:
+    """(serialized record, None, re-encoded?) or (None, reason it was skipped, False)."""
+    if item.pixels is not None:
+        height, width = item.shape
+        image = Image.frombytes("L", (width, height), item.pixels).convert("RGB")
+        encoded, reencoded = encode_jpeg(image), False
+    else:
+        try:
+            with open(item.path, "rb") as f:
+                data = f.read()
+        except OSError as error:
+            return None, f"unreadable ({error.strerror or error})", False
+        try:
+            encoded, height, width, reencoded = prepare_image(data, full_decode)
+        except BadImage as error:
+            return None, str(error), False
+    record = image_example(encoded, height, width, item.label, item.synset, item.text,
+                           item.filename, "JPEG", list(item.bboxes) or None)
+    return record, None, reencoded
+
+
+class Progress:
+    """A periodic `label: done/total images (pct), images/s, ETA` line on stderr."""
+
+    def __init__(self, label: str, total: int, stream=None, interval: float = 1.0):
+        self.label, self.total, self.done = label, total, 0
+        self.stream = stream or sys.stderr
+        self.interactive = getattr(self.stream, "isatty", lambda: False)()
+        self.interval = interval if self.interactive else max(interval, 5.0)
+        self.start = self.last = time.perf_counter()
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._print(now, end="\r" if self.interactive else "\n")
+
+    def finish(self) -> float:
+        now = time.perf_counter()
+        self._print(now, end="\n")
+        return now - self.start
+
+    def rate(self) -> float:
+        return self.done / max(time.perf_counter() - self.start, 1e-9)
+
+    def _print(self, now: float, end: str) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        remaining = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = _duration(remaining) if remaining == remaining else "?"
+        percent = 100.0 * self.done / max(self.total, 1)
+        print(f"{self.label}: {self.done:,}/{self.total:,} images ({percent:.1f}%), "
+              f"{rate:,.0f} images/s, ETA {eta}   ", end=end, file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def assign_shards(items: list[Item], num_shards: int, seed: int, split: str) -> list[list[Item]]:
+    """Shuffles (deterministically for the seed) and cuts into `num_shards` contiguous shards."""
+    shuffled = list(items)
+    random.Random(f"{seed}:{split}").shuffle(shuffled)
+    count = len(shuffled)
+    return [shuffled[i * count // num_shards:(i + 1) * count // num_shards]
+            for i in range(num_shards)]
+
+
+def _fingerprint(splits: dict[str, list[list[Item]]], class_lines: list[str]) -> str:
+    digest = hashlib.sha256(f"v{FORMAT_VERSION}".encode())
+    for line in class_lines:
+        digest.update(line.encode() + b"\n")
+    for split, shards in sorted(splits.items()):
+        digest.update(f"{split}:{len(shards)}".encode())
+        for shard in shards:
+            digest.update(b"|")
+            for item in shard:
+                digest.update(f"{item.filename}\0{item.path}\0{item.label}\0{item.bboxes}\n"
+                              .encode())
+                if item.pixels is not None:
+                    digest.update(item.pixels)
+    return digest.hexdigest()
+
+
+def _write_json(path: str, payload: dict) -> None:
+    temporary = path + ".incomplete"
+    with open(temporary, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(temporary, path)
+
+
+def check_output_directory(output_directory: str, expected: dict[str, int]) -> None:
+    """UsageError when `output_directory` is unusable or holds shards of another layout."""
+    if os.path.exists(output_directory) and not os.path.isdir(output_directory):
+        raise UsageError(f"--output_directory {output_directory} exists and is not a directory")
+    if not os.path.isdir(output_directory):
+        return
+    names = {shard_name(split, i, n) for split, n in expected.items() for i in range(n)}
+    foreign = sorted(
+        name for name in os.listdir(output_directory)
+        if name.startswith(tuple(f"{split}-" for split in SPLITS)) and name not in names)
+    if foreign:
+        raise UsageError(
+            f"--output_directory {output_directory} already holds other shards ({foreign[0]}"
+            f"{' ...' if len(foreign) > 1 else ''}): use an empty directory, or the same "
+            "shard counts to resume")
+
+
+def write_dataset(output_directory: str, splits: dict[str, list[Item]],
+                  num_shards: dict[str, int], class_lines: list[str],
+                  num_workers: int | None = None, seed: int = 0,
+                  quiet: bool = False, full_decode: bool = False) -> dict:
+    """Writes `<split>-NNNNN-of-MMMMM` shards, labels.txt and conversion_report.json.
+
+    Returns the report: {"written": {split: n}, "skipped": [{"path", "reason"}], ...}.
+    """
+    start = time.perf_counter()
+    splits = {split: items for split, items in splits.items() if items}
+    for split, items in splits.items():
+        shards = num_shards[split]
+        if shards < 1:
+            raise UsageError(f"--{split}_shards must be at least 1, got {shards}")
+        if shards > len(items):
+            raise UsageError(f"--{split}_shards={shards} is more than the {len(items)} {split} "
+                             "images: use fewer shards")
+    counts = {split: num_shards[split] for split in splits}
+    check_output_directory(output_directory, counts)
+    sharded = {split: assign_shards(items, counts[split], seed, split)
+               for split, items in splits.items()}
+    fingerprint = _fingerprint(sharded, class_lines)
+
+    os.makedirs(output_directory, exist_ok=True)
+    state_path = os.path.join(output_directory, STATE_FILE)
+    state = _load_state(state_path, output_directory, fingerprint, counts)
+    _write_json(state_path, state)
+    with open(os.path.join(output_directory, LABELS_FILE + ".incomplete"), "w") as f:
+        f.writelines(f"{line}\n" for line in class_lines)
+    os.replace(os.path.join(output_directory, LABELS_FILE + ".incomplete"),
+               os.path.join(output_directory, LABELS_FILE))
+
+    todo = []  # (split, shard name, items) still to write
+    for split, shards in sharded.items():
+        for index, shard in enumerate(shards):
+            name = shard_name(split, index, counts[split])
+            done = state["shards"].get(name)
+            path = os.path.join(output_directory, name)
+            if done and os.path.isfile(path) and os.path.getsize(path) == done["bytes"]:
+                continue
+            todo.append((split, name, shard))
+    resumed = sum(len(s) for s in sharded.values()) - len(todo)
+    if resumed and not quiet:
+        print(f"Resuming: {resumed} complete shards kept, {len(todo)} to write", file=sys.stderr)
+
+    total = sum(len(items) for _, _, items in todo)
+    progress = Progress("converting", total, stream=open(os.devnull, "w") if quiet else None)
+    _write_shards(output_directory, todo, state, state_path, progress, num_workers, full_decode)
+    seconds = progress.finish() if total else 0.0
+
+    report = {"written": {}, "skipped": [], "reencoded": 0, "shards": {}}
+    for split in sharded:
+        names = [shard_name(split, i, counts[split]) for i in range(counts[split])]
+        report["written"][split] = sum(state["shards"][n]["written"] for n in names)
+        report["shards"][split] = len(names)
+        for name in names:
+            report["skipped"] += state["shards"][name]["skipped"]
+            report["reencoded"] += state["shards"][name]["reencoded"]
+    report["classes"] = len(class_lines)
+    report["seed"] = seed
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    report["images_per_sec"] = round(total / seconds, 1) if seconds > 0 else None
+    _write_json(os.path.join(output_directory, REPORT_FILE), report)
+    return report
+
+
+def _load_state(state_path: str, output_directory: str, fingerprint: str,
+                counts: dict[str, int]) -> dict:
+    fresh = {"fingerprint": fingerprint, "shards": {}}
+    existing = [shard_name(split, i, n) for split, n in counts.items() for i in range(n)
+                if os.path.exists(os.path.join(output_directory, shard_name(split, i, n)))]
+    if os.path.isfile(state_path):
+        try:
+            with open(state_path) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            state = {}
+        if state.get("fingerprint") == fingerprint:
+            return state
+    if existing:
+        raise UsageError(
+            f"--output_directory {output_directory} holds shards ({existing[0]} ...) of a "
+            "different conversion (other images, seed or shard counts): use an empty directory "
+            "or delete them")
+    return fresh
+
+
+def _pool_size(num_workers: int | None, total: int) -> int:
+    workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+    return 0 if workers <= 1 or total < 64 else workers
+
+
+def _write_shards(output_directory, todo, state, state_path, progress, num_workers, full_decode) -> None:
+    import tensorflow as tf  # only the writing process needs TensorFlow (CRC32C framing)
+
+    items = [item for _, _, shard in todo for item in shard]
+    workers = _pool_size(num_workers, len(items))
+    process = functools.partial(process_item, full_decode=full_decode)
+    pool = None
+    if workers:
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        chunk = max(1, min(256, len(items) // (workers * 32)))
+        results = pool.imap(process, items, chunksize=chunk)
+    else:
+        results = map(process, items)
+    try:
+        for split, name, shard in todo:
+            final = os.path.join(output_directory, name)
+            temporary = os.path.join(output_directory, f".{name}.incomplete")
+            written, skipped, reencoded = 0, [], 0
+            with tf.io.TFRecordWriter(temporary) as writer:
+                for item in shard:
+                    record, reason, was_reencoded = next(results)
+                    if record is None:
+                        skipped.append({"path": item.path or item.filename, "reason": reason,
+                                        "split": split})
+                    else:
+                        writer.write(record)
+                        written += 1
+                        reencoded += was_reencoded
+                    progress.update()
+            os.replace(temporary, final)
+            state["shards"][name] = {"written": written, "skipped": skipped,
+                                     "reencoded": reencoded, "bytes": os.path.getsize(final)}
+            _write_json(state_path, state)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
