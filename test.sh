@@ -29,8 +29,9 @@ saved = json.load(open(sys.argv[1]))
 if not sys.argv[2]:
     print(f"--model_name={saved['model_name']}")
 print(f"--num_label_classes={saved['num_label_classes']}")
-if saved.get("image_size"):
-    print(f"--image_size={saved['image_size']}")
+for key in ("image_size", "crop_padding", "resize_method"):
+    if saved.get(key) is not None:
+        print(f"--{key}={saved[key]}")
 PY
 )
     fi

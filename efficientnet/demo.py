@@ -56,7 +56,9 @@ def train(model_dir: str, data_dir: str | None, train_steps: int, batch_size: in
         train_steps=train_steps, iterations_per_loop=min(50, train_steps),
         steps_per_eval=train_steps, num_train_images=60000, num_eval_images=10000,
         base_learning_rate=0.064, warmup_epochs=0.05, moving_average_decay=0.999,
-        keep_checkpoint_max=2)
+        keep_checkpoint_max=2,
+        # 28 px images: evaluate the whole image and train on milder random crops.
+        crop_padding=0, min_crop_area=0.5)
     result = trainer.run(config.validate())
     return result.eval_results or {}
 
@@ -68,7 +70,7 @@ def export(model_dir: str, export_dir: str, data_dir: str | None, image_size: in
         return f"efficientnet.export is not available yet ({error}); skipped"
     args = ["--model_name=efficientnet-b0", f"--model_dir={model_dir}",
             f"--export_dir={export_dir}", "--num_label_classes=10", f"--image_size={image_size}",
-            "--formats=saved_model,tflite,tflite_int8", "--num_steps=20",
+            "--formats=saved_model,tflite,tflite_int8", "--num_steps=20", "--crop_padding=0",
             "--num_eval_images=200"]
     if data_dir:
         args.append(f"--data_dir={data_dir}")

@@ -1,0 +1,55 @@
+"""`make demo`'s flow end to end on real Fashion-MNIST, then the README's export / infer commands."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(),
+                    reason="needs the Debian package dataset-fashion-mnist (make install)")
+def test_demo_then_test_sh_export_and_infer(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    demo = subprocess.run(
+        [sys.executable, "-m", "efficientnet.demo", f"--output_dir={tmp_path}",
+         "--train_steps=6", "--batch_size=16"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    report = json.loads((tmp_path / "data" / "conversion_report.json").read_text())
+    assert report["written"] == {"train": 60000, "validation": 10000}
+    evaluation = json.loads((tmp_path / "model" / "eval_results.json").read_text())
+    assert evaluation["num_images"] == 10000 and evaluation["global_step"] == 6
+    exported = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert exported["ok"] is True
+    assert set(exported["formats"]) == {"saved_model", "tflite", "tflite_int8"}
+    assert "where everything went" in demo.stdout
+
+    export_dir = tmp_path / "export2"
+    again = subprocess.run(
+        ["bash", "test.sh", "export", "--formats=tflite"], cwd=ROOT, capture_output=True,
+        text=True, timeout=900,
+        env={**env, "MODEL_DIR": str(tmp_path / "model"), "EXPORT_DIR": str(export_dir)})
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    info = json.loads((export_dir / "export_report.json").read_text())
+    # Settings of the training run travel through config.json: 10 classes, 32 px, whole image.
+    assert info["preprocessing"]["crop_padding"] == 0
+    assert info["formats"]["tflite"]["max_abs_diff"] <= 1e-4
+
+    image = tmp_path / "shirt.png"
+    Image.fromarray(np.full((28, 28, 3), 200, np.uint8)).save(image)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    infer = subprocess.run(
+        [sys.executable, "-m", "efficientnet.infer", f"--model={export_dir / 'model_fp32.tflite'}",
+         "--images", str(image), str(tmp_path / "broken.jpg")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = infer.stdout + infer.stderr
+    assert "shirt.png" in output and "broken.jpg" in output, output[-2000:]
