@@ -132,3 +132,22 @@ def test_recipe_smoke_variant_trains_and_evaluates(tmp_path, recipe):
     assert result.global_step == 2
     assert result.eval_results["num_images"] == 4
     assert all(r["loss"] == r["loss"] for r in result.history)  # finite
+
+
+def test_custom_model_fn_takes_preprocessing_from_the_named_spec(tmp_path):
+    """A peer model (keras.applications) trains through the engine on efficientnet.data input."""
+    import keras as keras_module
+
+    from efficientnet.train import trainer as trainer_module
+    from efficientnet.train.recipes import get_recipe
+
+    def peer(config, size):
+        return keras_module.applications.EfficientNetB0(
+            weights=None, input_shape=(size, size, 3), classes=config.num_label_classes,
+            classifier_activation=None)
+
+    config = get_recipe("tpu-rmsprop").replace(
+        mode="train", use_synthetic_data=True, model_dir=str(tmp_path), train_batch_size=4,
+        image_size=32, iterations_per_loop=1, train_steps=2, num_label_classes=10)
+    result = trainer_module.run(config, model_fn=peer)
+    assert result.global_step == 2 and len(result.history) == 2

@@ -56,6 +56,13 @@ def _spec(config: RunConfig):
         raise ConfigError(str(error)) from None
 
 
+def _spec_if_known(config: RunConfig):
+    try:
+        return _spec(config)
+    except ConfigError:
+        return None
+
+
 def image_sizes(config: RunConfig, spec) -> tuple[int, int]:
     """(train, eval) resolution: --image_size for both, else the spec's."""
     if config.image_size:
@@ -459,7 +466,8 @@ def run(config: RunConfig, *, model_fn: ModelFn | None = None,
     """Runs `config.mode`. Custom model / dataset functions replace the zoo and efficientnet.data
     (tests); a resumed run skips `step x local replicas` batches of a custom train dataset."""
     config.validate()
-    spec = None if model_fn is not None else _spec(config)
+    # A custom model still takes its input preprocessing from the spec of --model_name.
+    spec = _spec(config) if model_fn is None else _spec_if_known(config)
     need_train = config.mode != "eval" and train_dataset_fn is None
     need_eval = config.mode != "train" and eval_dataset_fn is None
     inputs.check_data_dir(config, need_train, need_eval)
