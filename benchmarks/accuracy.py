@@ -7,7 +7,11 @@
    `--restore_path=<pretrain dir> --restore_exclude=head/dense`, against training 5-9 from scratch
    for the same steps. Both curves are recorded; the restored run should win.
 
-    python -m benchmarks.accuracy [--work_dir /tmp/fmnist] [--epochs 8] [--quick]
+    python -m benchmarks.accuracy [--work_dir /tmp/fmnist] [--image_size 48] [--epochs 9]
+                                  [--transfer_epochs 2] [--quick]
+
+The transfer runs go first (they are short); the result file is rewritten after every run, so
+an interrupted benchmark still leaves what it measured.
 
 Writes `benchmarks/results/accuracy.json` and `accuracy.png`.
 """
@@ -24,7 +28,10 @@ from pathlib import Path
 
 from benchmarks import common
 
-IMAGE_SIZE = 32  # Fashion-MNIST's 28 px images upsampled a little; the stem still sees 16x16
+# Fashion-MNIST's 28 px images upsampled. Probed on a GPU with the same model under JAX
+# (benchmarks/gpu_jax.py fashion, no EMA, 8 epochs): 32 px 87-88%, 48 px 90.8%, 64 px 91.4%
+# after 10 epochs; 48 px costs 2.2x 32 px per image on CPU, 64 px 3.1x.
+IMAGE_SIZE = 48
 
 
 def _run(args: list[str], log: Path) -> float:
@@ -76,18 +83,20 @@ def write_subset(source: Path, target: Path, classes: list[int]) -> int:
 
 
 def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: int,
-          steps_per_eval: int, batch: int, log: Path, extra=()) -> dict:
+          steps_per_eval: int, batch: int, log: Path, image_size: int, warmup_epochs: float,
+          extra=()) -> dict:
     """Runs train_and_eval; returns {"curve": [(step, top1)], "final": eval results, "wall"}."""
     args = [
         sys.executable, "-m", "efficientnet.main", "--model_name=efficientnet-b0",
         f"--data_dir={data}", f"--model_dir={model_dir}", "--mode=train_and_eval",
-        f"--image_size={IMAGE_SIZE}", f"--num_label_classes={classes}",
+        f"--image_size={image_size}", f"--num_label_classes={classes}",
         f"--num_train_images={num_train}", f"--train_batch_size={batch}",
         "--eval_batch_size=500", f"--train_steps={steps}", f"--steps_per_eval={steps_per_eval}",
         f"--iterations_per_loop={min(100, steps_per_eval)}",
-        # A short CPU run: one warm-up epoch and a cosine decay instead of 350 TPU epochs,
+        # A short CPU run: a short warm-up and a cosine decay instead of 350 TPU epochs,
         # and an EMA that averages over the last few hundred steps, not 10,000.
-        "--lr_schedule=cosine", "--warmup_epochs=1", "--moving_average_decay=0.999",
+        "--lr_schedule=cosine", f"--warmup_epochs={warmup_epochs:g}",
+        "--moving_average_decay=0.999",
         "--base_learning_rate=0.016", "--crop_padding=0", "--min_crop_area=0.5",
         *extra,
     ]
@@ -101,18 +110,22 @@ def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: i
     return {"curve": curve, "final": final, "wall_seconds": round(wall, 1), "command": args[1:]}
 
 
-def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick: bool) -> dict:
+def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick: bool,
+        image_size: int = IMAGE_SIZE) -> dict:
     work = Path(work_dir)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     data = convert(work, logs)
-    result = {"image_size": IMAGE_SIZE, "batch": batch, "model": "efficientnet-b0"}
+    result = {"image_size": image_size, "batch": batch, "model": "efficientnet-b0",
+              "epochs": epochs, "transfer_epochs": transfer_epochs, "quick": quick,
+              "summary": []}
 
-    steps_per_epoch = 60000 // batch
-    steps = int(epochs * steps_per_epoch)
-    result["scratch_10_classes"] = train(
-        data, work / "b0_full", classes=10, num_train=60000, steps=steps,
-        steps_per_eval=max(1, steps_per_epoch // 2), batch=batch, log=logs / "b0_full.log")
+    def warmup(run_epochs: float) -> float:  # a fifth of the run, at most one epoch
+        return round(min(1.0, run_epochs / 5), 3)
+
+    def save() -> None:
+        _plot(result)
+        common.write_result("accuracy", result)
 
     first, second = work / "classes_0_4", work / "classes_5_9"
     n_first = write_subset(data, first, [0, 1, 2, 3, 4])
@@ -120,33 +133,42 @@ def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick:
     pre_steps = int(transfer_epochs * n_first / batch)
     fine_steps = int(transfer_epochs * n_second / batch)
     every = max(1, fine_steps // 6)
+    common_args = {"batch": batch, "image_size": image_size,
+                   "warmup_epochs": warmup(transfer_epochs)}
     result["pretrain_0_4"] = train(
         first, work / "pretrain_0_4", classes=5, num_train=n_first, steps=pre_steps,
-        steps_per_eval=pre_steps, batch=batch, log=logs / "pretrain.log")
+        steps_per_eval=pre_steps, log=logs / "pretrain.log", **common_args)
     result["finetune_5_9_restored"] = train(
         second, work / "finetune_restored", classes=5, num_train=n_second, steps=fine_steps,
-        steps_per_eval=every, batch=batch, log=logs / "finetune_restored.log",
-        extra=[f"--restore_path={work / 'pretrain_0_4'}", "--restore_exclude=head/dense"])
+        steps_per_eval=every, log=logs / "finetune_restored.log",
+        extra=[f"--restore_path={work / 'pretrain_0_4'}", "--restore_exclude=head/dense"],
+        **common_args)
     result["finetune_5_9_scratch"] = train(
         second, work / "finetune_scratch", classes=5, num_train=n_second, steps=fine_steps,
-        steps_per_eval=every, batch=batch, log=logs / "finetune_scratch.log")
+        steps_per_eval=every, log=logs / "finetune_scratch.log", **common_args)
     restore_report = json.loads((work / "finetune_restored" / "restore_report.json").read_text())
     result["restore_report_counts"] = {
         key: len(value) for key, value in restore_report.items() if isinstance(value, list)}
-
-    top1 = result["scratch_10_classes"]["final"]["top_1_accuracy"]
     restored = result["finetune_5_9_restored"]["final"]["top_1_accuracy"]
     scratch = result["finetune_5_9_scratch"]["final"]["top_1_accuracy"]
-    result["summary"] = [
-        f"Fashion-MNIST efficientnet-b0 @{IMAGE_SIZE}px from scratch, {epochs:g} epochs: top-1 "
+    result["summary"].append(
+        f"transfer 0-4 -> 5-9 ({transfer_epochs:g} epochs each, {fine_steps} fine-tune steps): "
+        f"restored {100 * restored:.2f}% vs scratch {100 * scratch:.2f}% top-1")
+    result["transfer_restored_wins"] = restored > scratch
+    save()
+
+    steps_per_epoch = 60000 // batch
+    result["scratch_10_classes"] = train(
+        data, work / "b0_full", classes=10, num_train=60000, steps=int(epochs * steps_per_epoch),
+        steps_per_eval=steps_per_epoch, log=logs / "b0_full.log",
+        **{**common_args, "warmup_epochs": warmup(epochs)})
+    top1 = result["scratch_10_classes"]["final"]["top_1_accuracy"]
+    result["summary"].insert(0, (
+        f"Fashion-MNIST efficientnet-b0 @{image_size}px from scratch, {epochs:g} epochs: top-1 "
         f"{100 * top1:.2f}% on 10,000 images "
-        f"({result['scratch_10_classes']['wall_seconds'] / 60:.1f} min on {os.cpu_count()} cores)",
-        f"transfer 0-4 -> 5-9 ({transfer_epochs:g} epochs): restored {100 * restored:.2f}% vs "
-        f"scratch {100 * scratch:.2f}% top-1",
-    ]
-    result["quick"] = quick
-    _plot(result)
-    common.write_result("accuracy", result)
+        f"({result['scratch_10_classes']['wall_seconds'] / 60:.1f} min on {os.cpu_count()} cores)"))
+    result["goal_92_met"] = top1 >= 0.92
+    save()
     common.update_readme()
     return result
 
@@ -160,8 +182,9 @@ def _plot(result: dict) -> None:
     except ImportError:
         return
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    steps, top1 = zip(*result["scratch_10_classes"]["curve"])
-    left.plot(steps, [100 * t for t in top1], marker="o")
+    if "scratch_10_classes" in result:
+        steps, top1 = zip(*result["scratch_10_classes"]["curve"])
+        left.plot(steps, [100 * t for t in top1], marker="o")
     left.axhline(92, color="#c53030", linestyle="--", linewidth=1, label="goal 92%")
     left.set_title("efficientnet-b0 on Fashion-MNIST (10 classes)")
     left.set_xlabel("step")
@@ -183,14 +206,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", default="/tmp/efficientnet_accuracy")
-    parser.add_argument("--epochs", type=float, default=8.0, help="10-class run length")
-    parser.add_argument("--transfer_epochs", type=float, default=1.0)
+    parser.add_argument("--image_size", type=int, default=IMAGE_SIZE)
+    parser.add_argument("--epochs", type=float, default=9.0, help="10-class run length")
+    parser.add_argument("--transfer_epochs", type=float, default=2.0,
+                        help="length of the 0-4 pretraining and of each 5-9 run")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="0.2 epochs each: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.transfer_epochs = 0.2, 0.2
-    result = run(args.work_dir, args.epochs, args.transfer_epochs, args.batch, args.quick)
+    result = run(args.work_dir, args.epochs, args.transfer_epochs, args.batch, args.quick,
+                 args.image_size)
     print("\n".join(result["summary"]))
     return 0
 

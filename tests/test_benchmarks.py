@@ -1,0 +1,136 @@
+"""The benchmark harness: results files, README table, GPU record parsing, accuracy subsets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import accuracy, common, gpu_jax
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Benchmarks\n\nintro\n\n{common.TABLE_START}\nold row\n"
+                      f"{common.TABLE_END}\n\nafter\n")
+    monkeypatch.setattr(common, "RESULTS_DIR", results)
+    monkeypatch.setattr(common, "README", readme)
+    return results
+
+
+def test_write_result_adds_machine_info_and_readme_table_is_regenerated(results_dir):
+    path = common.write_result("train", {"summary": ["ours 2.0 img/s"], "ratio": 1.5})
+    payload = json.loads(path.read_text())
+    assert payload["benchmark"] == "train" and payload["ratio"] == 1.5
+    assert payload["machine"]["cpu_count"] >= 1 and "keras" in payload["machine"]
+    common.update_readme()
+    text = common.README.read_text()
+    assert "old row" not in text
+    assert f"| train | ours 2.0 img/s | {payload['machine']['date']} |" in text
+    assert text.startswith("# Benchmarks\n\nintro\n") and text.endswith("\n\nafter\n")
+
+
+def _speed_rows():
+    base = {"batch": 128, "size": 224, "model": "efficientnet-b0", "compile_s": 1.0}
+    return [
+        {**base, "framework": "keras-jax", "precision": "mixed_bfloat16",
+         "images_per_sec": 300.0, "loss": float("nan"), "jax": "0.11.2"},
+        {**base, "framework": "keras-jax", "precision": "float32", "images_per_sec": 240.0,
+         "loss": 6.9},
+        {**base, "framework": "timm-torch", "timm_model": "efficientnet_b0",
+         "precision": "autocast-bfloat16", "images_per_sec": 200.0, "loss": 6.8,
+         "torch": "2.11.0"},
+    ]
+
+
+def test_gpu_record_ratios_nan_flag_and_probes(results_dir, tmp_path):
+    speed = tmp_path / "speed.json"
+    # json writes NaN as the bare token NaN, which json.loads reads back as float("nan").
+    speed.write_text(json.dumps(_speed_rows()))
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    lines = [{"settings": {"epochs": 3, "optimizer": "rmsprop"}},
+             {"epoch": 1, "train_loss": 2.0, "top_1": 0.5, "seconds": 1.0},
+             {"epoch": 2, "train_loss": 1.5, "top_1": 0.75, "seconds": 2.0}]
+    (probes / "fm_rms48_b64.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+
+    result = gpu_jax.record([str(speed)], str(probes), "Test GPU")
+
+    assert result["summary"] == [
+        "GPU efficientnet-b0 224px bs128: ours (Keras on JAX, mixed_bfloat16) 300 img/s vs timm "
+        "efficientnet_b0 AMP bf16 200 img/s (1.50x) -- loss went NaN, figure not valid",
+        "GPU efficientnet-b0 224px bs128: ours (Keras on JAX, float32) 240 img/s vs timm "
+        "efficientnet_b0 AMP bf16 200 img/s (1.20x)",
+        "Fashion-MNIST probe rms48_b64: efficientnet-b0 48px bs64 TF1 RMSprop recipe, 2 of 3 "
+        "epochs: top-1 75.00% (no EMA)",
+    ]
+    probe = result["fashion_probes"]["rms48_b64"]
+    assert (probe["image_size"], probe["batch"], probe["best_top_1"]) == (48, 64, 0.75)
+    written = json.loads((results_dir / "gpu.json").read_text())
+    assert written["machine"]["device"] == "Test GPU"
+    assert written["machine"]["torch"] == "2.11.0" and written["machine"]["jax"] == "0.11.2"
+    assert "| gpu | GPU efficientnet-b0 224px bs128: ours (Keras on JAX, float32)" in (
+        common.README.read_text())
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs the dataset-fashion-mnist package "
+                    "(make install adds it)")
+def test_gpu_fashion_loader_reads_the_debian_package():
+    train_x, train_y, test_x, test_y = gpu_jax.load_fashion_mnist(str(FASHION))
+    assert train_x.shape == (60000, 28, 28) and test_x.shape == (10000, 28, 28)
+    assert sorted(set(train_y.tolist())) == list(range(10))
+    assert [int((test_y == c).sum()) for c in range(10)] == [1000] * 10
+
+
+def _write_records(path: Path, labels: list[int]) -> None:
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for index, label in enumerate(labels):
+            feature = {
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "image/filename": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[f"{index}.jpg".encode()])),
+            }
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def test_accuracy_subset_keeps_chosen_classes_relabelled_from_one(tmp_path):
+    import tensorflow as tf
+
+    source = tmp_path / "all"
+    source.mkdir()
+    # 1-based labels as tfrecord_tools writes them: 0-based class c is label c + 1.
+    _write_records(source / "train-00000-of-00001", [1, 6, 7, 2, 10, 6])
+    _write_records(source / "validation-00000-of-00001", [6, 1, 8])
+    (source / "labels.txt").write_text("\n".join(f"class{c}" for c in range(10)) + "\n")
+
+    written = accuracy.write_subset(source, tmp_path / "sub", [5, 6, 7, 8, 9])
+
+    assert written == 4
+    labels = [tf.train.Example.FromString(r.numpy()).features.feature[
+        "image/class/label"].int64_list.value[0]
+        for r in tf.data.TFRecordDataset(str(tmp_path / "sub" / "train-00000-of-00001"))]
+    assert labels == [1, 2, 5, 1]
+    assert (tmp_path / "sub" / "labels.txt").read_text().splitlines() == [
+        "class5", "class6", "class7", "class8", "class9"]
+    # A second call reuses the finished subset.
+    assert accuracy.write_subset(source, tmp_path / "sub", [5, 6, 7, 8, 9]) == 4
+
+
+@pytest.mark.parametrize("module", ["benchmarks", "benchmarks.accuracy", "benchmarks.gpu_jax",
+                                    "benchmarks.torch_peers"])
+def test_benchmark_commands_have_help(module):
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage:" in proc.stdout
