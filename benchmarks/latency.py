@@ -16,6 +16,8 @@ import tempfile
 
 import numpy as np
 
+from efficientnet.export.runtime import quantize_input
+
 SIZE = 224
 
 
@@ -39,12 +41,7 @@ class _TFLiteRunner:
             interpreter.allocate_tensors()
             self._batch = len(pixels)
         detail = interpreter.get_input_details()[0]
-        if detail["dtype"] != np.float32:
-            scale, zero = detail["quantization"]
-            info = np.iinfo(detail["dtype"])
-            pixels = np.clip(np.round(pixels / scale + zero), info.min, info.max)
-            pixels = pixels.astype(detail["dtype"])
-        interpreter.set_tensor(detail["index"], pixels)
+        interpreter.set_tensor(detail["index"], quantize_input(pixels, detail))
         interpreter.invoke()
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 

@@ -459,3 +459,15 @@ def test_cli_exports_a_checkpoint_written_by_the_training_engine(tmp_path):
     report = json.loads((export_dir / "export_report.json").read_text())
     assert report["checkpoint"]["global_step"] == 2 and report["checkpoint"]["ema_weights"]
     assert all(entry["max_abs_diff"] <= 1e-4 for entry in report["formats"].values())
+
+
+def test_quantize_input_rounds_clips_and_keeps_float_inputs():
+    from efficientnet.export.runtime import quantize_input
+
+    pixels = np.array([[0.0, 1.0, 127.4, 300.0, -20.0]], np.float32)
+    uint8 = quantize_input(pixels, {"dtype": np.uint8, "quantization": (1.0, 0)})
+    assert uint8.dtype == np.uint8 and uint8.tolist() == [[0, 1, 127, 255, 0]]
+    int8 = quantize_input(pixels, {"dtype": np.int8, "quantization": (2.0, -128)})
+    assert int8.dtype == np.int8 and int8.tolist() == [[-128, -128, -64, 22, -128]]
+    same = quantize_input(pixels, {"dtype": np.float32, "quantization": (0.0, 0)})
+    assert same.dtype == np.float32 and np.array_equal(same, pixels)

@@ -108,17 +108,24 @@ class TFLitePredictor(Predictor):
         self.input_quantization = (float(scale), int(zero_point))
 
     def predict(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
-        if self.input_dtype != np.float32:
-            scale, zero_point = self._input["quantization"]
-            info = np.iinfo(self.input_dtype)
-            pixels = np.clip(np.round(pixels / scale + zero_point), info.min, info.max)
-            pixels = pixels.astype(self.input_dtype)
+        pixels = quantize_input(pixels, self._input)
         probabilities = self._runner(**{self._input_name: pixels})["probabilities"]
         if probabilities.dtype != np.float32:
             scale, zero_point = self._output["quantization"]
             probabilities = (probabilities.astype(np.float32) - zero_point) * scale
         return probabilities
+
+
+def quantize_input(pixels, detail: dict) -> np.ndarray:
+    """Float pixels as a TFLite input wants them: unchanged for float inputs, else quantised
+    with the input's (scale, zero_point) and clipped to its integer type."""
+    pixels = np.asarray(pixels, np.float32)
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return pixels
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(pixels / scale + zero_point), info.min, info.max).astype(dtype)
 
 
 class OnnxPredictor(Predictor):
