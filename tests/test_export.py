@@ -471,3 +471,36 @@ def test_quantize_input_rounds_clips_and_keeps_float_inputs():
     assert int8.dtype == np.int8 and int8.tolist() == [[-128, -128, -64, 22, -128]]
     same = quantize_input(pixels, {"dtype": np.float32, "quantization": (0.0, 0)})
     assert same.dtype == np.float32 and np.array_equal(same, pixels)
+
+
+def test_grouped_convolution_matches_keras_and_converts_to_onnx(tmp_path):
+    """SE-ResNeXt's grouped 3x3 convs: same numbers as Keras' Conv2D(groups=...), and plain
+    Conv ops in ONNX (Keras' own grouped conv is an XLA call tf2onnx cannot convert)."""
+    import keras
+
+    from efficientnet.export import export_model
+    from efficientnet.models.builder import GroupedConv2D
+
+    x = np.random.default_rng(0).normal(size=(2, 9, 9, 64)).astype(np.float32)
+    reference = keras.layers.Conv2D(32, 3, strides=2, groups=8, use_bias=False)
+    reference.build(x.shape)
+    grouped = GroupedConv2D(32, 3, strides=2, groups=8, use_bias=False)
+    grouped.build(x.shape)
+    grouped.set_weights(reference.get_weights())
+    np.testing.assert_allclose(np.asarray(grouped(x)), np.asarray(reference(x)), atol=1e-5)
+
+    inputs = keras.Input((16, 16, 3), name="images")
+    hidden = keras.layers.Conv2D(16, 1, name="stem")(inputs)
+    hidden = GroupedConv2D(16, 3, groups=4, padding="same", name="grouped")(hidden)
+    logits = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(hidden))
+    model = keras.Model(inputs, logits)
+    report = export_model(model, ExportConfig(model_name="se-resnext50",
+                                              export_dir=str(tmp_path / "export"),
+                                              formats=("onnx",), image_size=16))
+    assert report["ok"] and report["formats"]["onnx"]["max_abs_diff"] <= 1e-4
+
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "export" / "model.onnx")).graph
+    kinds = {node.op_type for node in graph.node}
+    assert "Conv" in kinds and not kinds & {"StatefulPartitionedCall", "PartitionedCall"}

@@ -98,7 +98,8 @@ def _check_and_name_batch_dimension(path: str) -> None:
 
     model = onnx.load(path)
     # tf2onnx writes a graph that onnxruntime rejects when it cannot convert a function call:
-    # Keras compiles grouped convolutions on CPU with XLA (se-resnext50), and those stay calls.
+    # XLA-compiled functions (e.g. Keras' own grouped Conv2D on TensorFlow; the zoo uses
+    # GroupedConv2D, which avoids it) stay function calls.
     leftovers = [node for node in model.graph.node
                  if node.domain not in ("", "ai.onnx", "ai.onnx.ml")
                  or node.op_type in ("StatefulPartitionedCall", "PartitionedCall")]
@@ -108,7 +109,8 @@ def _check_and_name_batch_dimension(path: str) -> None:
         raise ExportError(
             f"tf2onnx left {len(leftovers)} TensorFlow op(s) unconverted ({', '.join(kinds)}, "
             f"first: {leftovers[0].name}); XLA-compiled functions such as Keras' grouped "
-            "convolutions on CPU cannot be converted to ONNX.")
+            "Conv2D on TensorFlow cannot be converted to ONNX (use "
+            "efficientnet.models.builder.GroupedConv2D).")
     # tf2onnx names unknown dims `unk__N`; a stable `batch` name documents the dynamic axis.
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim

@@ -34,6 +34,29 @@ def _dense_initializer(num_classes: int):
     return keras.initializers.RandomUniform(-limit, limit)
 
 
+@keras.saving.register_keras_serializable(package="efficientnet")
+class GroupedConv2D(layers.Conv2D):
+    """`Conv2D` with `groups > 1`, computed as one convolution per group on TensorFlow.
+
+    Keras runs grouped convolutions on TensorFlow through an XLA-compiled function, which is
+    slow on CPU and which tf2onnx cannot convert. Splitting the channels (same kernel variable,
+    same result) keeps the graph to plain Conv2D ops; other backends use their native kernel.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1 or keras.backend.backend() != "tensorflow":
+            return super().convolution_op(inputs, kernel)
+        axis = -1 if self.data_format == "channels_last" else 1
+        # Kernel (kh, kw, in / groups, out): group g's outputs are the g-th slice of `out`.
+        outputs = [
+            ops.conv(x, k, strides=list(self.strides), padding=self.padding,
+                     dilation_rate=self.dilation_rate, data_format=self.data_format)
+            for x, k in zip(ops.split(inputs, self.groups, axis=axis),
+                            ops.split(kernel, self.groups, axis=-1))
+        ]
+        return ops.concatenate(outputs, axis=axis)
+
+
 class CondConv1x1(layers.Layer):
     """1x1 conditionally parameterised convolution: per-example kernel = routing @ experts."""
 
@@ -267,7 +290,7 @@ def _build_se_resnext(spec: ModelSpec, image_size, num_classes, include_top, dro
     def conv(x, filters, kernel, strides, name, groups=1):
         if kernel > 1:
             x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-        return layers.Conv2D(
+        return (GroupedConv2D if groups > 1 else layers.Conv2D)(
             filters, kernel, strides=strides, padding="valid", use_bias=False, groups=groups,
             kernel_initializer=_conv_initializer(), name=name,
         )(x)
