@@ -20,7 +20,6 @@ the GPU machine into `results/gpu.json` + `gpu.png` and the README table rows.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re
@@ -44,20 +43,11 @@ def _keras_jax(precision: str):
     return keras
 
 
-class _TF1RMSprop:
-    """Factory for RMSProp with mean-square slots starting at 1 (tf.compat.v1 semantics)."""
+def _tf1_rmsprop(learning_rate):
+    """The engine's optimizer (recipe constants), importable without TensorFlow."""
+    from efficientnet.train.rmsprop import TF1RMSprop
 
-    @staticmethod
-    def make(keras, learning_rate):
-        class TF1RMSprop(keras.optimizers.RMSprop):
-            def build(self, var_list):
-                if self.built:
-                    return
-                super().build(var_list)
-                for velocity in self._velocities:
-                    velocity.assign(keras.ops.ones(velocity.shape, velocity.dtype))
-
-        return TF1RMSprop(learning_rate=learning_rate, rho=0.9, momentum=0.9, epsilon=1e-3)
+    return TF1RMSprop(learning_rate=learning_rate, rho=0.9, momentum=0.9, epsilon=1e-3)
 
 
 def _train_step_fn(keras, model, optimizer, label_smoothing: float, weight_decay: float):
@@ -104,7 +94,7 @@ def speed_ours(name: str, batch: int, size: int, steps: int, warmup: int, precis
     from efficientnet import models
 
     model = models.build(name, num_classes=1000, image_size=size)
-    optimizer = _TF1RMSprop.make(keras, 0.016 * batch / 256)
+    optimizer = _tf1_rmsprop(0.016 * batch / 256)
     step = _train_step_fn(keras, model, optimizer, 0.1, 1e-5)
     state = _state(model, optimizer)
     key = jax.random.PRNGKey(0)
@@ -178,18 +168,11 @@ def speed_timm(name: str, batch: int, size: int, steps: int, warmup: int,
 
 
 def load_fashion_mnist(source: str):
-    """(train_images, train_labels, test_images, test_labels) as uint8 / int arrays."""
-    import numpy as np
+    """(train_images, train_labels, test_images, test_labels): uint8 [N, 28, 28] and 0..9."""
+    from tfrecord_tools.convert import read_fashion_mnist
 
-    def read(name, offset):
-        with gzip.open(Path(source) / name) as handle:
-            return np.frombuffer(handle.read(), np.uint8, offset=offset)
-
-    train_x = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    train_y = read("train-labels-idx1-ubyte.gz", 8).astype("int32")
-    test_x = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    test_y = read("t10k-labels-idx1-ubyte.gz", 8).astype("int32")
-    return train_x, train_y, test_x, test_y
+    data = read_fashion_mnist(source)
+    return (*data["train"], *data["validation"])
 
 
 def fashion(source: str, model_name: str, image_size: int, epochs: int, batch: int,
@@ -223,7 +206,7 @@ def fashion(source: str, model_name: str, image_size: int, epochs: int, batch: i
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, max(total - warmup, 1), alpha=0.0, warmup_target=peak, warmup_steps=warmup)
     if optimizer_name == "rmsprop":
-        optimizer = _TF1RMSprop.make(keras, schedule)
+        optimizer = _tf1_rmsprop(schedule)
     elif optimizer_name == "adam":
         optimizer = keras.optimizers.Adam(schedule)
     else:
@@ -335,9 +318,7 @@ def record(speed_files: list[str], probe_dir: str | None, device: str) -> dict:
     versions = {key: value for row in speed for key, value in row.items()
                 if key in ("jax", "keras", "torch", "timm")}
     result = {"benchmark": "gpu", "speed": speed, "fashion_probes": probes, "summary": summary,
-              "machine": {"device": device, **versions,
-                          "date": __import__("datetime").datetime.now(
-                              __import__("datetime").UTC).strftime("%Y-%m-%d %H:%M UTC")}}
+              "machine": {"device": device, **versions, "date": common.utc_now()}}
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (common.RESULTS_DIR / "gpu.json").write_text(json.dumps(result, indent=2) + "\n")
     valid = [row for row in speed if "images_per_sec" in row and row["loss"] == row["loss"]]

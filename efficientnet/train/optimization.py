@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from efficientnet.train.config import RunConfig
+from efficientnet.train.rmsprop import TF1RMSprop
 
 
 def learning_rate_fn(config: RunConfig):
@@ -45,20 +46,6 @@ def learning_rate_fn(config: RunConfig):
         return tf.cast(lr, tf.float32)
 
     return schedule
-
-
-class TF1RMSprop(keras.optimizers.RMSprop):
-    """RMSProp as `tf.compat.v1.train.RMSPropOptimizer`: mean-square slots start at 1, not 0.
-
-    With epsilon 1e-3 a zero start makes the first updates ~30x larger than the TF1 recipe's.
-    """
-
-    def build(self, var_list):
-        if self.built:
-            return
-        super().build(var_list)
-        for velocity in self._velocities:
-            velocity.assign(tf.ones(velocity.shape, velocity.dtype))
 
 
 def build_optimizer(config: RunConfig, learning_rate):
