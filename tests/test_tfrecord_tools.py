@@ -183,6 +183,38 @@ def test_folder_with_validation_directory_and_same_output_for_same_seed(tmp_path
     assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
 
 
+def test_interrupt_right_after_a_rename_keeps_that_shard(tmp_path, monkeypatch):
+    """A kill between a shard's rename and the next line must not make a resume redo it."""
+    from tfrecord_tools import writer
+    root = tmp_path / "train"
+    for label, name in enumerate(CLASSES):
+        for i in range(4):
+            _save(_picture(label * 7 + i), root / name / f"{i}.jpg", "JPEG")
+    output = tmp_path / "out"
+    rename = os.replace
+
+    def rename_then_die(source, target):
+        rename(source, target)
+        if os.path.basename(target) == "train-00001-of-00003":
+            raise KeyboardInterrupt  # what Ctrl-C / SIGKILL right after the rename looks like
+
+    monkeypatch.setattr(writer.os, "replace", rename_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tfrecord_tools.convert_folder(str(root), str(output), validation_fraction=0,
+                                      train_shards=3, num_workers=1, seed=1, quiet=True)
+    monkeypatch.setattr(writer.os, "replace", rename)
+    kept = {name: (output / name).stat().st_mtime_ns
+            for name in ("train-00000-of-00003", "train-00001-of-00003")}
+    assert not (output / "train-00002-of-00003").exists()
+    time.sleep(0.01)
+    report = tfrecord_tools.convert_folder(str(root), str(output), validation_fraction=0,
+                                           train_shards=3, num_workers=1, seed=1, quiet=True)
+    assert report["written"] == {"train": 12}
+    for name, mtime in kept.items():
+        assert (output / name).stat().st_mtime_ns == mtime, f"{name} was rewritten"
+    assert len(_records(output, "train")) == 12
+
+
 def _imagenet_tree(tmp_path):
     synsets = ["n02000002", "n01000001"]  # labels_file order, not sorted order
     train, val = tmp_path / "train", tmp_path / "val"

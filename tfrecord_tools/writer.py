@@ -285,10 +285,13 @@ def _write_shards(output_directory, todo, state, state_path, progress, num_worke
                         written += 1
                         reencoded += was_reencoded
                     progress.update()
-            os.replace(temporary, final)
+            # Record the shard first, then rename: the rename is the commit point, so a kill
+            # between the two leaves no final-named shard and a resume simply rewrites it,
+            # while a kill after the rename finds the shard already recorded and keeps it.
             state["shards"][name] = {"written": written, "skipped": skipped,
-                                     "reencoded": reencoded, "bytes": os.path.getsize(final)}
+                                     "reencoded": reencoded, "bytes": os.path.getsize(temporary)}
             _write_json(state_path, state)
+            os.replace(temporary, final)
     finally:
         if pool is not None:
             pool.terminate()
