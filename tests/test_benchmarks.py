@@ -127,6 +127,28 @@ def test_accuracy_subset_keeps_chosen_classes_relabelled_from_one(tmp_path):
     assert accuracy.write_subset(source, tmp_path / "sub", [5, 6, 7, 8, 9]) == 4
 
 
+def test_accuracy_summary_reads_each_part_and_the_old_layout():
+    scratch = {"final": {"top_1_accuracy": 0.92345}, "wall_seconds": 4500.0,
+               "settings": {"image_size": 48, "epochs": 10, "batch": 128, "min_crop_area": 1.0}}
+    transfer = {"transfer_epochs": 2.0,
+                "finetune_5_9_restored": {"final": {"top_1_accuracy": 0.6548},
+                                          "curve": [[78, 0.3], [468, 0.6548]]},
+                "finetune_5_9_scratch": {"final": {"top_1_accuracy": 0.4312},
+                                         "curve": [[78, 0.2], [468, 0.4312]]}}
+    machine = {"machine": {"cpu_count": 2}}
+    assert accuracy.summarize({**machine, "scratch_10_classes": scratch, **transfer}) == [
+        "Fashion-MNIST efficientnet-b0 @48px from scratch, 10 epochs: top-1 92.34% on 10,000 "
+        "images (75.0 min on 2 cores)",
+        "transfer 0-4 -> 5-9 (2 epochs each, 468 fine-tune steps): restored 65.48% vs scratch "
+        "43.12% top-1"]
+    assert len(accuracy.summarize({**machine, **transfer})) == 1
+    # Results written before per-part settings kept image_size and epochs at the top level.
+    old = {k: v for k, v in scratch.items() if k != "settings"}
+    assert accuracy.summarize({**machine, "image_size": 32, "epochs": 9,
+                               "scratch_10_classes": old})[0].startswith(
+        "Fashion-MNIST efficientnet-b0 @32px from scratch, 9 epochs: top-1 92.34%")
+
+
 @pytest.mark.parametrize("module", ["benchmarks", "benchmarks.accuracy", "benchmarks.gpu_jax",
                                     "benchmarks.torch_peers"])
 def test_benchmark_commands_have_help(module):

@@ -183,6 +183,43 @@ def test_folder_with_validation_directory_and_same_output_for_same_seed(tmp_path
     assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
 
 
+def test_tfrecord_framing_is_byte_identical_to_tensorflow(tmp_path):
+    from tfrecord_tools.tfrecord import TFRecordWriter
+    records = [b"", b"x", bytes(range(256)) * 300, serialize_example({"a": 1, "b": b"\xff"})]
+    with TFRecordWriter(str(tmp_path / "ours")) as writer:
+        for record in records:
+            writer.write(record)
+    with tf.io.TFRecordWriter(str(tmp_path / "tf")) as writer:
+        for record in records:
+            writer.write(record)
+    assert (tmp_path / "ours").read_bytes() == (tmp_path / "tf").read_bytes()
+    read = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "ours"))]
+    assert read == records
+
+
+def test_jpeg_frame_header_agrees_with_pil():
+    from tfrecord_tools.images import jpeg_frame
+    rng = np.random.default_rng(4)
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    cases = [("RGB", {}), ("RGB", {"progressive": True}), ("RGB", {"exif": exif.tobytes()}),
+             ("RGB", {"icc_profile": b"\0" * 70000}),  # an ICC profile split over APP2s
+             ("L", {}), ("CMYK", {})]
+    for mode, options in cases:
+        height, width = int(rng.integers(1, 90)), int(rng.integers(1, 90))
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        data = _jpeg_bytes(image.convert(mode), **options)
+        opened = Image.open(io.BytesIO(data))
+        channels = {"RGB": 3, "L": 1, "CMYK": 4}[opened.mode]
+        assert jpeg_frame(data) == (opened.size[1], opened.size[0], channels), (mode, options)
+    data = _jpeg_bytes(_picture(1))
+    sof = data.index(b"\xff\xc0")
+    assert jpeg_frame(data[:sof + 6]) is None  # header cut inside the frame segment
+    assert jpeg_frame(data[:sof] + b"\x00" + data[sof + 1:]) is None  # not a marker
+    twelve_bit = data[:sof + 4] + b"\x0c" + data[sof + 5:]
+    assert jpeg_frame(twelve_bit) is None
+
+
 def test_interrupt_right_after_a_rename_keeps_that_shard(tmp_path, monkeypatch):
     """A kill between a shard's rename and the next line must not make a resume redo it."""
     from tfrecord_tools import writer

@@ -7,12 +7,18 @@ enough to write by hand; keys are written sorted, so the same record always give
 
 from __future__ import annotations
 
+import functools
 import struct
 
 _LEN = 2  # wire type of length-delimited fields
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # tags, small lengths and labels: the common case
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative int64 values are 10-byte two's complement varints
     out = bytearray()
     while True:
@@ -31,6 +37,13 @@ def _field(number: int, payload: bytes) -> bytes:
 
 def _feature(value) -> bytes:
     """Feature oneof: bytes_list = 1, float_list = 2, int64_list = 3 (lists packed)."""
+    # Single values (all of an image record but its boxes) skip the list handling below.
+    if type(value) is bytes:
+        return _field(1, _field(1, value))
+    if type(value) is str:
+        return _field(1, _field(1, value.encode()))
+    if type(value) is int:
+        return _field(3, _field(1, _varint(value)))
     values = value if isinstance(value, list | tuple) else [value]
     if all(isinstance(v, bytes | str) for v in values) and values:
         items = b"".join(_field(1, v.encode() if isinstance(v, str) else v) for v in values)
@@ -48,9 +61,14 @@ def serialize_example(features: dict) -> bytes:
     Lists of floats become float_list (give floats, not ints, for those); empty lists are int64.
     """
     entries = b"".join(
-        _field(1, _field(1, key.encode()) + _field(2, _feature(features[key])))
-        for key in sorted(features))
+        _field(1, _key(key) + _field(2, _feature(features[key]))) for key in sorted(features))
     return _field(1, entries)
+
+
+@functools.lru_cache(maxsize=256)
+def _key(name: str) -> bytes:
+    """The map entry's key field; records repeat the same few names."""
+    return _field(1, name.encode())
 
 
 def image_example(encoded: bytes, height: int, width: int, label: int, synset: str = "",

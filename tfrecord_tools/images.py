@@ -4,8 +4,8 @@ JPEG bytes that are already RGB are kept byte for byte; CMYK or grayscale JPEGs,
 alpha, 16-bit), GIFs, BMPs, TIFFs and WebPs, whatever their file name says, are decoded and
 re-encoded as RGB JPEG.
 
-Fast check (default) for RGB JPEGs: the header is parsed and the data must end with the JPEG
-end-of-image marker, which is what a truncated file lacks; anything else (no marker at the end,
+Fast check (default) for RGB JPEGs: the frame header is parsed (`jpeg_frame`, no decoding and
+no PIL) and the data must end with the JPEG end-of-image marker, which is what a truncated file lacks; anything else (no marker at the end,
 other formats) is fully decoded. `full_decode=True` decodes every image (several times slower; it
 also catches damage inside the entropy-coded data, which `verify` and the decoder tolerate).
 """
@@ -38,17 +38,50 @@ def _ends_with_eoi(data: bytes) -> bool:
     return data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
 
 
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT/JPG/DAC.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, components) of an 8-bit JPEG from its frame header, or None when the
+    header is not a plain one (the caller then decodes the image to find out why)."""
+    position, end = 2, len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        length = (data[position + 2] << 8) | data[position + 3]
+        if length < 2:
+            return None
+        if marker in _SOF_MARKERS:
+            if length < 8 or position + 10 > end or data[position + 4] != 8:
+                return None
+            height = (data[position + 5] << 8) | data[position + 6]
+            width = (data[position + 7] << 8) | data[position + 8]
+            return height, width, data[position + 9]
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        position += 2 + length
+    return None
+
+
 def prepare_image(data: bytes, full_decode: bool = False) -> tuple[bytes, int, int, bool]:
     """(RGB JPEG bytes, height, width, re-encoded?) or BadImage."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     if not full_decode and data[:3] == b"\xff\xd8\xff" and _ends_with_eoi(data):
-        try:
-            image = Image.open(io.BytesIO(data))
-            if image.format == "JPEG" and image.mode == "RGB" and min(image.size) > 0:
-                return data, image.size[1], image.size[0], False
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            pass  # the full decode below gives the reason
+        frame = jpeg_frame(data)
+        # Three 8-bit components is what PIL opens as an "RGB" JPEG (YCbCr or Adobe RGB);
+        # 1 (grayscale) and 4 (CMYK/YCCK) components are re-encoded below.
+        if frame is not None and frame[2] == 3 and frame[0] > 0 and frame[1] > 0:
+            return data, frame[0], frame[1], False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -23,6 +23,7 @@ from PIL import Image
 
 from tfrecord_tools.example import image_example
 from tfrecord_tools.images import BadImage, encode_jpeg, prepare_image
+from tfrecord_tools.tfrecord import TFRecordWriter
 
 STATE_FILE = ".tfrecord_tools_state.json"
 REPORT_FILE = "conversion_report.json"
@@ -256,15 +257,21 @@ def _pool_size(num_workers: int | None, total: int) -> int:
     return 0 if workers <= 1 or total < 64 else workers
 
 
-def _write_shards(output_directory, todo, state, state_path, progress, num_workers, full_decode) -> None:
-    import tensorflow as tf  # only the writing process needs TensorFlow (CRC32C framing)
+def _pool_context():
+    """fork while this process has not loaded TensorFlow (the CLI never does), which starts
+    workers in milliseconds; spawn otherwise, since forking TensorFlow's threads is unsafe."""
+    if "tensorflow" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
+
+def _write_shards(output_directory, todo, state, state_path, progress, num_workers, full_decode) -> None:
     items = [item for _, _, shard in todo for item in shard]
     workers = _pool_size(num_workers, len(items))
     process = functools.partial(process_item, full_decode=full_decode)
     pool = None
     if workers:
-        pool = multiprocessing.get_context("spawn").Pool(workers)
+        pool = _pool_context().Pool(workers)
         chunk = max(1, min(256, len(items) // (workers * 32)))
         results = pool.imap(process, items, chunksize=chunk)
     else:
@@ -274,7 +281,7 @@ def _write_shards(output_directory, todo, state, state_path, progress, num_worke
             final = os.path.join(output_directory, name)
             temporary = os.path.join(output_directory, f".{name}.incomplete")
             written, skipped, reencoded = 0, [], 0
-            with tf.io.TFRecordWriter(temporary) as writer:
+            with TFRecordWriter(temporary) as writer:
                 for item in shard:
                     record, reason, was_reencoded = next(results)
                     if record is None:
