@@ -1,8 +1,8 @@
 """The sharded, parallel, resumable TFRecord writer every converter uses.
 
-Images are shuffled with the seed, split into contiguous shards, checked and encoded by worker
-processes (`process_item`, in order, so the output does not depend on timing), and written by this
-process. Each shard goes to a hidden temporary name (`.train-00000-of-00004.incomplete`) and is
+Images are shuffled with the seed and split into contiguous shards; worker processes write whole
+shards (checking and encoding each image with `process_item`, in shard order, so the output does
+not depend on timing or on which worker wrote it), and this process records and commits them. Each shard goes to a hidden temporary name (`.train-00000-of-00004.incomplete`) and is
 renamed when complete; `.tfrecord_tools_state.json` records the finished shards and a fingerprint
 of the conversion, so a re-run after a crash or Ctrl-C skips them and writes identical files.
 """
@@ -10,7 +10,6 @@ of the conversion, so a re-run after a crash or Ctrl-C skips them and writes ide
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import multiprocessing
@@ -252,8 +251,9 @@ def _load_state(state_path: str, output_directory: str, fingerprint: str,
     return fresh
 
 
-def _pool_size(num_workers: int | None, total: int) -> int:
+def _pool_size(num_workers: int | None, total: int, shards: int) -> int:
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+    workers = min(workers, shards)
     return 0 if workers <= 1 or total < 64 else workers
 
 
@@ -265,40 +265,59 @@ def _pool_context():
     return multiprocessing.get_context("spawn")
 
 
+@dataclasses.dataclass(frozen=True)
+class _ShardJob:
+    output_directory: str
+    split: str
+    name: str
+    items: list[Item]
+    full_decode: bool
+
+
+def _write_shard(job: _ShardJob, on_image=None) -> tuple[str, dict]:
+    """Writes one shard to its temporary name (in a worker: no record crosses processes);
+    returns (name, its state entry). The caller commits it."""
+    temporary = os.path.join(job.output_directory, f".{job.name}.incomplete")
+    written, skipped, reencoded = 0, [], 0
+    with TFRecordWriter(temporary) as writer:
+        for item in job.items:
+            record, reason, was_reencoded = process_item(item, job.full_decode)
+            if record is None:
+                skipped.append({"path": item.path or item.filename, "reason": reason,
+                                "split": job.split})
+            else:
+                writer.write(record)
+                written += 1
+                reencoded += was_reencoded
+            if on_image is not None:
+                on_image()
+    return job.name, {"written": written, "skipped": skipped, "reencoded": reencoded,
+                      "bytes": os.path.getsize(temporary)}
+
+
 def _write_shards(output_directory, todo, state, state_path, progress, num_workers, full_decode) -> None:
-    items = [item for _, _, shard in todo for item in shard]
-    workers = _pool_size(num_workers, len(items))
-    process = functools.partial(process_item, full_decode=full_decode)
+    """Each worker process writes whole shards; this process records and commits them."""
+    jobs = [_ShardJob(output_directory, split, name, shard, full_decode)
+            for split, name, shard in todo]
+    sizes = {job.name: len(job.items) for job in jobs}
+    workers = _pool_size(num_workers, sum(sizes.values()), len(jobs))
     pool = None
     if workers:
         pool = _pool_context().Pool(workers)
-        chunk = max(1, min(256, len(items) // (workers * 32)))
-        results = pool.imap(process, items, chunksize=chunk)
-    else:
-        results = map(process, items)
+        results = pool.imap(_write_shard, jobs, chunksize=1)  # commits in shard order
+    else:  # one process: the progress line moves per image
+        results = (_write_shard(job, progress.update) for job in jobs)
     try:
-        for split, name, shard in todo:
-            final = os.path.join(output_directory, name)
-            temporary = os.path.join(output_directory, f".{name}.incomplete")
-            written, skipped, reencoded = 0, [], 0
-            with TFRecordWriter(temporary) as writer:
-                for item in shard:
-                    record, reason, was_reencoded = next(results)
-                    if record is None:
-                        skipped.append({"path": item.path or item.filename, "reason": reason,
-                                        "split": split})
-                    else:
-                        writer.write(record)
-                        written += 1
-                        reencoded += was_reencoded
-                    progress.update()
+        for name, entry in results:
             # Record the shard first, then rename: the rename is the commit point, so a kill
             # between the two leaves no final-named shard and a resume simply rewrites it,
             # while a kill after the rename finds the shard already recorded and keeps it.
-            state["shards"][name] = {"written": written, "skipped": skipped,
-                                     "reencoded": reencoded, "bytes": os.path.getsize(temporary)}
+            state["shards"][name] = entry
             _write_json(state_path, state)
-            os.replace(temporary, final)
+            os.replace(os.path.join(output_directory, f".{name}.incomplete"),
+                       os.path.join(output_directory, name))
+            if workers:
+                progress.update(sizes[name])
     finally:
         if pool is not None:
             pool.terminate()
