@@ -2,9 +2,10 @@
 
 Images are shuffled with the seed and split into contiguous shards; worker processes write whole
 shards (checking and encoding each image with `process_item`, in shard order, so the output does
-not depend on timing or on which worker wrote it), and this process records and commits them. Each shard goes to a hidden temporary name (`.train-00000-of-00004.incomplete`) and is
-renamed when complete; `.tfrecord_tools_state.json` records the finished shards and a fingerprint
-of the conversion, so a re-run after a crash or Ctrl-C skips them and writes identical files.
+not depend on timing or on which worker wrote it), and this process records and commits them.
+Each shard goes to a hidden temporary name (`.train-00000-of-00004.incomplete`) and is renamed
+when complete; `.tfrecord_tools_state.json` records the finished shards and a fingerprint of the
+conversion, so a re-run after a crash or Ctrl-C skips them and writes identical files.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class Item:
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def _temporary_shard(output_directory: str, name: str) -> str:
+    """Where shard `name` is written until it is committed by a rename."""
+    return os.path.join(output_directory, f".{name}.incomplete")
 
 
 def process_item(item: Item, full_decode: bool = False) -> tuple[bytes | None, str | None, bool]:
@@ -277,7 +283,7 @@ class _ShardJob:
 def _write_shard(job: _ShardJob, on_image=None) -> tuple[str, dict]:
     """Writes one shard to its temporary name (in a worker: no record crosses processes);
     returns (name, its state entry). The caller commits it."""
-    temporary = os.path.join(job.output_directory, f".{job.name}.incomplete")
+    temporary = _temporary_shard(job.output_directory, job.name)
     written, skipped, reencoded = 0, [], 0
     with TFRecordWriter(temporary) as writer:
         for item in job.items:
@@ -314,7 +320,7 @@ def _write_shards(output_directory, todo, state, state_path, progress, num_worke
             # while a kill after the rename finds the shard already recorded and keeps it.
             state["shards"][name] = entry
             _write_json(state_path, state)
-            os.replace(os.path.join(output_directory, f".{name}.incomplete"),
+            os.replace(_temporary_shard(output_directory, name),
                        os.path.join(output_directory, name))
             if workers:
                 progress.update(sizes[name])
