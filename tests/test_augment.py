@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from efficientnet.data import augment
 
@@ -68,6 +68,30 @@ def test_equalize_and_autocontrast_match_pil():
     np.testing.assert_array_equal(augment.autocontrast(flat).numpy(), flat.numpy())
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_colour_ops_match_pil_exactly(seed):
+    image = _image(37, 41, seed=seed)
+    if seed == 1:
+        image = tf.constant(image.numpy() // 4 + 60)  # low contrast
+    pil = Image.fromarray(image.numpy())
+    np.testing.assert_array_equal(augment.grayscale(image).numpy()[..., 0],
+                                  np.asarray(pil.convert("L")))
+    for factor in (0.0, 0.1, 0.5, 1.0, 1.3, 1.9):
+        for op, enhancer in ((augment.color, ImageEnhance.Color),
+                             (augment.contrast, ImageEnhance.Contrast),
+                             (augment.brightness, ImageEnhance.Brightness),
+                             (augment.sharpness, ImageEnhance.Sharpness)):
+            np.testing.assert_array_equal(op(image, factor).numpy(),
+                                          np.asarray(enhancer(pil).enhance(factor)),
+                                          err_msg=f"{op.__name__} {factor}")
+    for threshold in (0, 1, 128, 255, 256):
+        np.testing.assert_array_equal(augment.solarize(image, threshold).numpy(),
+                                      np.asarray(ImageOps.solarize(pil, threshold)))
+    for bits in range(1, 9):
+        np.testing.assert_array_equal(augment.posterize(image, bits).numpy(),
+                                      np.asarray(ImageOps.posterize(pil, bits)))
+
+
 def test_geometric_ops_move_pixels_and_fill_128():
     image = _image()
     np.testing.assert_array_equal(augment.rotate(image, 0.0).numpy(), image.numpy())
@@ -79,6 +103,11 @@ def test_geometric_ops_move_pixels_and_fill_128():
     assert (shifted[-3:] == 128).all()
     rotated = augment.rotate(tf.fill([20, 20, 3], tf.constant(7, tf.uint8)), 45.0).numpy()
     assert rotated[0, 0, 0] == 128 and rotated[10, 10, 0] == 7
+    for pixels in (-300.0, -45.0, -3.0, 0.0, 2.0, 7.0, 250.0):  # pad + slice == the transform
+        for op, matrix in ((augment.translate_x, [1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0]),
+                           (augment.translate_y, [1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0])):
+            np.testing.assert_array_equal(op(image, pixels).numpy(),
+                                          augment.transform(image, matrix).numpy())
     sheared = augment.shear_x(image, 0.3).numpy()
     np.testing.assert_array_equal(sheared[0], image.numpy()[0])  # row 0 does not move
 
@@ -92,6 +121,12 @@ def test_cutout_fills_a_square_with_128():
     width = filled[:, 1].max() - filled[:, 1].min() + 1
     assert len(filled) == height * width  # a (clipped) rectangle
     assert height <= 10 and width <= 10
+    image = _image(30, 40)  # the rest of the image is untouched, also at the borders
+    for seed in range(8):
+        out = augment.cutout(image, 12, tf.constant([seed, 3])).numpy()
+        box = (out == 128).all(axis=-1) & (image.numpy() != 128).any(axis=-1)
+        np.testing.assert_array_equal(out[~box], image.numpy()[~box])
+        assert box.sum() > 0
 
 
 @pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
