@@ -99,6 +99,27 @@ def test_example_serialisation_matches_tensorflow():
     assert serialize_example(features) == serialize_example(dict(reversed(features.items())))
 
 
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 256, 257, 16383, 16384, 70000, 2_100_000])
+def test_example_bytes_are_identical_to_tensorflow(size):
+    """Byte for byte, with payloads around the inline limit and every varint length boundary."""
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    features = {"image/encoded": payload, "image/format": "JPEG", "image/height": 375,
+                "image/class/label": 7, "image/filename": "n01440764_10026.JPEG",
+                "image/object/bbox/xmin": [0.25], "image/object/bbox/label": [7]}
+    feature = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[payload])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"JPEG"])),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[375])),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+        "image/filename": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[b"n01440764_10026.JPEG"])),
+        "image/object/bbox/xmin": tf.train.Feature(float_list=tf.train.FloatList(value=[0.25])),
+        "image/object/bbox/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+    }
+    expected = tf.train.Example(features=tf.train.Features(feature=feature))
+    assert serialize_example(features) == expected.SerializeToString(deterministic=True)
+
+
 def test_folder_round_trip_with_bad_files(image_folder, tmp_path):
     root, problems = image_folder
     output = tmp_path / "records"

@@ -60,9 +60,48 @@ def serialize_example(features: dict) -> bytes:
 
     Lists of floats become float_list (give floats, not ints, for those); empty lists are int64.
     """
-    entries = b"".join(
-        _field(1, _key(key) + _field(2, _feature(features[key]))) for key in sorted(features))
-    return _field(1, entries)
+    parts = []
+    size = 0
+    for key, value in sorted(features.items()):
+        if type(value) is bytes and len(value) > _INLINE_BYTES:
+            header = _bytes_entry_header(key, len(value))
+            parts += (header, value)  # the payload (the image) is copied once, by the join
+            size += len(header) + len(value)
+        else:
+            entry = _small_entry(key, value) if type(value) in _SMALL_TYPES else _entry(key, value)
+            parts.append(entry)
+            size += len(entry)
+    return b"".join([_varint((1 << 3) | _LEN), _varint(size), *parts])
+
+
+_INLINE_BYTES = 256  # longer bytes values are not copied into nested messages
+
+
+def _bytes_entry_header(key: str, length: int) -> bytes:
+    """Everything of the entry {key: bytes_list [payload]} before the payload of `length` bytes:
+    entry = key, value: Feature{bytes_list: BytesList{value: payload}} (nested lengths summed)."""
+    value_header = _varint((1 << 3) | _LEN) + _varint(length)  # BytesList.value
+    list_length = len(value_header) + length
+    list_header = _varint((1 << 3) | _LEN) + _varint(list_length)  # Feature.bytes_list
+    feature_length = len(list_header) + list_length
+    body_header = _key(key) + _varint((2 << 3) | _LEN) + _varint(feature_length)
+    entry_length = len(body_header) + feature_length
+    return (_varint((1 << 3) | _LEN) + _varint(entry_length) + body_header + list_header
+            + value_header)
+
+
+_SMALL_TYPES = (int, str)  # exact types: True is not 1 here
+
+
+def _entry(key: str, value) -> bytes:
+    """One map<string, Feature> entry."""
+    return _field(1, _key(key) + _field(2, _feature(value)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _small_entry(key: str, value: int | str) -> bytes:
+    """Entries of records repeat (format, colorspace, sizes, labels, synsets): made once."""
+    return _entry(key, value)
 
 
 @functools.lru_cache(maxsize=256)
