@@ -145,12 +145,16 @@ def _fingerprint(splits: dict[str, list[list[Item]]], class_lines: list[str]) ->
     return digest.hexdigest()
 
 
-def _write_json(path: str, payload: dict) -> None:
+def _write_text(path: str, text: str) -> None:
+    """Writes `path` whole or not at all (a temporary name, then a rename)."""
     temporary = path + ".incomplete"
     with open(temporary, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
+        f.write(text)
     os.replace(temporary, path)
+
+
+def _write_json(path: str, payload: dict) -> None:
+    _write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def check_output_directory(output_directory: str, expected: dict[str, int]) -> None:
@@ -197,10 +201,8 @@ def write_dataset(output_directory: str, splits: dict[str, list[Item]],
     state_path = os.path.join(output_directory, STATE_FILE)
     state = _load_state(state_path, output_directory, fingerprint, counts)
     _write_json(state_path, state)
-    with open(os.path.join(output_directory, LABELS_FILE + ".incomplete"), "w") as f:
-        f.writelines(f"{line}\n" for line in class_lines)
-    os.replace(os.path.join(output_directory, LABELS_FILE + ".incomplete"),
-               os.path.join(output_directory, LABELS_FILE))
+    _write_text(os.path.join(output_directory, LABELS_FILE),
+                "".join(f"{line}\n" for line in class_lines))
 
     todo = []  # (split, shard name, items) still to write
     for split, shards in sharded.items():
