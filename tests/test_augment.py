@@ -107,9 +107,33 @@ def test_geometric_ops_move_pixels_and_fill_128():
         for op, matrix in ((augment.translate_x, [1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0]),
                            (augment.translate_y, [1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0])):
             np.testing.assert_array_equal(op(image, pixels).numpy(),
-                                          augment.transform(image, matrix).numpy())
+                                          _kernel_transform(image, matrix).numpy())
     sheared = augment.shear_x(image, 0.3).numpy()
     np.testing.assert_array_equal(sheared[0], image.numpy()[0])  # row 0 does not move
+
+
+def _kernel_transform(image, matrix):
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=tf.constant([matrix], tf.float32),
+        output_shape=tf.shape(image)[:2], fill_value=128.0, interpolation="NEAREST",
+        fill_mode="CONSTANT")[0]
+
+
+def test_transform_equals_tensorflows_projective_transform_kernel():
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        height, width = (int(v) for v in rng.integers(5, 60, 2))
+        image = tf.constant(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        level = float(rng.choice([0.03 * k for k in range(-10, 11)]))  # ties at .5 included
+        radians = float(rng.uniform(-30, 30)) * np.pi / 180
+        cos, sin = np.cos(radians), np.sin(radians)
+        for matrix in ([1.0, level, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                       [1.0, 0.0, 0.0, level, 1.0, 0.0, 0.0, 0.0],
+                       [cos, -sin, 3.5, sin, cos, -2.5, 0.0, 0.0],
+                       [1.0, 0.1, 2.0, 0.05, 0.9, 1.0, 0.002, -0.001]):
+            np.testing.assert_array_equal(augment.transform(image, matrix).numpy(),
+                                          _kernel_transform(image, matrix).numpy(),
+                                          err_msg=f"{height}x{width} {matrix}")
 
 
 def test_cutout_fills_a_square_with_128():

@@ -6,7 +6,7 @@ were designed with: Color, Contrast, Brightness, Sharpness, Solarize, Posterize,
 AutoContrast equal PIL's ImageEnhance / ImageOps exactly (tested). That fixes two slips of the
 reference: `Contrast` blends towards the mean grey level (it used the pixel count / 256), and the
 shifts are integer arithmetic (no undefined 8-bit shifts). Translations are whole-pixel moves (pad +
-slice); rotations and shears use nearest-neighbour projective transforms. Every random choice is
+slice); rotations and shears are nearest-neighbour projective transforms. Every random choice is
 stateless and derived from a `seed` tensor of shape [2], so an augmented pipeline is reproducible;
 only the selected op runs (`tf.switch_case`)."""
 
@@ -181,12 +181,32 @@ def equalize(image):
     return tf.gather(tf.cast(tf.reshape(lut, [768]), tf.uint8), indices)
 
 
+def _round_half_away(x):
+    """std::round: to the nearest integer, halves away from zero (tf.round rounds them to even)."""
+    whole = tf.sign(x) * tf.floor(tf.abs(x))
+    rest = x - whole  # exact
+    return whole + tf.cast(rest >= 0.5, tf.float32) - tf.cast(rest <= -0.5, tf.float32)
+
+
 def transform(image, matrix):
-    """Projective transform (8 numbers, output -> input coordinates), nearest, fill 128."""
-    matrix = tf.reshape(tf.cast(tf.stack(matrix), tf.float32), [1, 8])
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=matrix, output_shape=tf.shape(image)[:2],
-        fill_value=FILL_VALUE, interpolation="NEAREST", fill_mode="CONSTANT")[0]
+    """Projective transform (8 numbers, output -> input coordinates), nearest, fill 128.
+
+    Pixel for pixel what `ImageProjectiveTransformV3` (NEAREST, CONSTANT) gives, at a third of its
+    cost in tf.data: the same float32 arithmetic on the [H, W] grid, then one gather of whole
+    pixels from the image with a fill pixel in front (tested against the kernel).
+    """
+    m = [tf.cast(value, tf.float32) for value in matrix]
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    ys = tf.cast(tf.range(height), tf.float32)[:, None]
+    xs = tf.cast(tf.range(width), tf.float32)[None, :]
+    projection = m[6] * xs + m[7] * ys + 1.0
+    in_x = _round_half_away((m[0] * xs + m[1] * ys + m[2]) / projection)
+    in_y = _round_half_away((m[3] * xs + m[4] * ys + m[5]) / projection)
+    inside = tf.cast((in_x >= 0.0) & (in_x < tf.cast(width, tf.float32))
+                     & (in_y >= 0.0) & (in_y < tf.cast(height, tf.float32)), tf.int32)
+    index = (tf.cast(in_y, tf.int32) * width + tf.cast(in_x, tf.int32) + 1) * inside
+    fill = tf.fill([1, 3], tf.constant(int(FILL_VALUE), image.dtype))
+    return tf.gather(tf.concat([fill, tf.reshape(image, [-1, 3])], axis=0), index)
 
 
 def rotate(image, degrees):
