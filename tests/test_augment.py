@@ -54,6 +54,22 @@ def test_pixel_ops_match_their_definitions():
     assert contrast.min() == contrast.max()  # all mean grey
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_equalize_and_autocontrast_match_pil_on_varied_images(seed):
+    rng = np.random.default_rng(seed)
+    height, width = (int(v) for v in rng.integers(2, 70, 2))
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if seed % 3 == 1:
+        pixels = (pixels // 7 + 30).astype(np.uint8)  # narrow range
+    if seed % 3 == 2:
+        pixels[..., 1] = 200  # one flat channel
+    pil = Image.fromarray(pixels)
+    np.testing.assert_array_equal(augment.equalize(tf.constant(pixels)).numpy(),
+                                  np.asarray(ImageOps.equalize(pil)))
+    np.testing.assert_array_equal(augment.autocontrast(tf.constant(pixels)).numpy(),
+                                  np.asarray(ImageOps.autocontrast(pil)))
+
+
 def test_equalize_and_autocontrast_match_pil():
     image = _image(40, 30, seed=3)
     pil = Image.fromarray(image.numpy())
@@ -175,6 +191,14 @@ def test_policies_are_graph_ops_without_py_function(policy):
         op_types |= {node.op for node in function.node_def}
     assert not op_types & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
     assert "Case" in op_types or "StatelessCase" in op_types
+    # Branch selection stays a call (not lowered to Switch/Merge, whose untaken nodes all run).
+    nodes = list(graph.as_graph_def().node)
+    for function in graph.as_graph_def().library.function:
+        nodes += list(function.node_def)
+    selections = [node for node in nodes if node.op in ("Case", "StatelessCase", "If",
+                                                        "StatelessIf")]
+    assert selections
+    assert all(not node.attr["_lower_using_switch_merge"].b for node in selections)
 
 
 def test_unknown_augment_name():

@@ -8,7 +8,9 @@ reference: `Contrast` blends towards the mean grey level (it used the pixel coun
 shifts are integer arithmetic (no undefined 8-bit shifts). Translations are whole-pixel moves (pad +
 slice); rotations and shears are nearest-neighbour projective transforms. Every random choice is
 stateless and derived from a `seed` tensor of shape [2], so an augmented pipeline is reproducible;
-only the selected op runs (`tf.switch_case`)."""
+only the selected op runs (`_select`: a Case op that is not lowered to Switch/Merge, so the ops of
+the branches not taken cost nothing; lowered, every one of their nodes is visited with a dead
+tensor for every image, which more than doubled the cost of AutoAugment in tf.data)."""
 
 from __future__ import annotations
 
@@ -57,6 +59,21 @@ RANDAUGMENT_OPS = (
 # (cutout half-size, translate pixels) at magnitude 10, as in the reference.
 AUTOAUGMENT_CONSTS = {"cutout": 100, "translate": 250}
 RANDAUGMENT_CONSTS = {"cutout": 40, "translate": 100}
+
+
+try:  # not public API: kept behind one function, with the public op as the fallback
+    from tensorflow.python.ops.cond_v2 import indexed_case as _indexed_case
+except ImportError:  # pragma: no cover
+    _indexed_case = None
+
+
+def _select(index, branches: list):
+    """branches[index]() (index: int32 scalar tensor), running only that branch."""
+    if tf.executing_eagerly():
+        return branches[int(index)]()
+    if _indexed_case is None:  # pragma: no cover
+        return tf.switch_case(index, branches)
+    return _indexed_case(index, branches, lower_using_switch_merge=False)
 
 
 def _fold(seed, salt: int):
@@ -140,17 +157,19 @@ def posterize(image, bits: int):
 
 
 def autocontrast(image):
-    """Stretches each channel to [0, 255] (channels with one value are kept)."""
-    pixels = tf.cast(image, tf.float32)
-    low = tf.reduce_min(pixels, axis=[0, 1])
-    high = tf.reduce_max(pixels, axis=[0, 1])
-    spread = high > low  # per channel: flat channels get (p - 0) * 1 / 1 = p
-    low = tf.where(spread, low, 0.0)
-    scale = tf.where(spread, 255.0, 1.0)
-    divisor = tf.where(spread, high - low, 1.0)
-    # (p - low) * 255 / (high - low) maps high to exactly 255 (a precomputed scale may not).
-    stretched = (pixels - low) * scale / divisor
-    return tf.cast(tf.clip_by_value(stretched, 0.0, 255.0), tf.uint8)
+    """Stretches each channel to [0, 255] (channels with one value are kept), as PIL does:
+    int(p * scale + offset) in float64, with scale = 255 / (high - low), offset = -low * scale."""
+    pixels = tf.reshape(tf.cast(image, tf.float64), [-1, 3])
+    low = tf.reduce_min(pixels, axis=0)
+    high = tf.reduce_max(pixels, axis=0)
+    spread = high > low
+    scale = tf.where(spread, 255.0 / tf.maximum(high - low, 1.0), 1.0)
+    offset = tf.where(spread, -low * scale, 0.0)
+    # The matmul multiplies each pixel by its channel's scale (the other products are exact
+    # zeros) and bias_add adds the offset: per-channel arithmetic without slow broadcasting.
+    stretched = tf.nn.bias_add(tf.matmul(pixels, tf.linalg.diag(scale)), offset)
+    stretched = tf.clip_by_value(tf.cast(stretched, tf.int32), 0, 255)
+    return tf.reshape(tf.cast(stretched, tf.uint8), tf.shape(image))
 
 
 def sharpness(image, factor):
@@ -166,19 +185,21 @@ def sharpness(image, factor):
 
 def equalize(image):
     """Per-channel histogram equalisation (PIL ImageOps.equalize), one pass over the pixels."""
-    pixels = tf.cast(image, tf.int32)
-    # Channel c's value v counted in bin 256 c + v of one histogram (bin width exactly 1).
-    indices = pixels + tf.constant([0, 256, 512], tf.int32)
-    histogram = tf.reshape(
-        tf.histogram_fixed_width(indices, [0, 768], nbins=768), [3, 256])
-    last = tf.gather(histogram, tf.reduce_max(pixels, axis=[0, 1]), batch_dims=1)
+    flat = tf.reshape(tf.cast(image, tf.int32), [-1])
+    # Value v of channel c counts in bin 256 c + v of one histogram (bin width exactly 1); the
+    # channel comes from the flat position (a broadcast [3] offset is several times slower).
+    indices = flat + (tf.range(tf.size(flat)) % 3) * 256
+    histogram = tf.reshape(tf.histogram_fixed_width(indices, [0, 768], nbins=768), [3, 256])
+    highest = 255 - tf.argmax(tf.cast(histogram[:, ::-1] > 0, tf.int32), axis=1,
+                              output_type=tf.int32)
+    last = tf.gather(histogram, highest, batch_dims=1)  # count of each channel's top value
     step = (tf.reduce_sum(histogram, axis=1) - last) // 255
     safe_step = tf.maximum(step, 1)[:, None]
     lut = (tf.cumsum(histogram, axis=1) + safe_step // 2) // safe_step
     lut = tf.clip_by_value(tf.concat([tf.zeros_like(lut[:, :1]), lut[:, :-1]], axis=1), 0, 255)
-    identity = tf.broadcast_to(tf.range(256), [3, 256])
-    lut = tf.where(step[:, None] > 0, lut, identity)  # a channel with one value is kept
-    return tf.gather(tf.cast(tf.reshape(lut, [768]), tf.uint8), indices)
+    lut = tf.where(step[:, None] > 0, lut, tf.range(256)[None])  # a one-value channel is kept
+    equalised = tf.gather(tf.cast(tf.reshape(lut, [768]), tf.uint8), indices)
+    return tf.reshape(equalised, tf.shape(image))
 
 
 def _round_half_away(x):
@@ -332,15 +353,14 @@ def autoaugment(image, seed, policy=POLICY_V0):
             for position, (name, probability, level) in enumerate(ops):
                 op_seed = _fold(seed, 10 + position)
                 apply = _uniform(_fold(op_seed, 1)) < probability
-                result = tf.cond(
-                    apply,
+                result = _select(tf.cast(apply, tf.int32), [
+                    lambda r=result: r,
                     lambda r=result, n=name, lv=level, s=op_seed: apply_op(
-                        n, r, lv, s, AUTOAUGMENT_CONSTS),
-                    lambda r=result: r)
+                        n, r, lv, s, AUTOAUGMENT_CONSTS)])
             return result
         return run
 
-    result = tf.switch_case(index, [sub_policy(ops) for ops in policy])
+    result = _select(index, [sub_policy(ops) for ops in policy])
     return _checked(result, image)
 
 
@@ -357,7 +377,7 @@ def randaugment(image, seed, num_layers: int = 2, magnitude: float = 10):
                                                     RANDAUGMENT_CONSTS))
             for name in RANDAUGMENT_OPS
         ]
-        image = _checked(tf.switch_case(index, branches), image)
+        image = _checked(_select(index, branches), image)
     return image
 
 
