@@ -58,8 +58,9 @@ def pipeline_images_per_sec(pattern: str, augment_name: str | None, batches: int
     from efficientnet.data import DataConfig, build_dataset
     from efficientnet.models import get_spec
 
+    # Seeded: every run draws the same crops and augmentation ops, so runs compare.
     config = DataConfig(image_size=SIZE, num_label_classes=4, augment_name=augment_name,
-                        shuffle_buffer=256)
+                        shuffle_buffer=256, seed=0)
     dataset = build_dataset(pattern, True, BATCH, get_spec("efficientnet-b0"), config)
     iterator = iter(dataset)
     for _ in range(3):  # warm-up: tracing, autotune, shuffle buffer fill
@@ -147,7 +148,7 @@ def _jpeg_records(paths: list[str], output_directory: str) -> str:
 def run(quick: bool = False, plot: bool = True) -> dict:
     cores = _cores()
     num_images = 400 if quick else 2000
-    batches = 8 if quick else 40
+    batches = 8 if quick else 120
     result: dict = {"cores": cores, "image_size": SIZE, "batch_size": BATCH,
                     "source_images": f"{num_images} JPEGs {WIDTH}x{HEIGHT} q90"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,9 +159,11 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         pattern = _jpeg_records(paths, records_dir)
 
         pipeline = {}
-        for name, augment_name in (("plain", None), ("autoaugment", "autoaugment"),
-                                   ("randaugment", "randaugment")):
-            pipeline[name] = pipeline_images_per_sec(pattern, augment_name, batches)
+        for _ in range(1 if quick else 2):  # interleaved rounds, best reading of each
+            for name, augment_name in (("plain", None), ("autoaugment", "autoaugment"),
+                                       ("randaugment", "randaugment")):
+                rate = pipeline_images_per_sec(pattern, augment_name, batches)
+                pipeline[name] = max(rate, pipeline.get(name, 0.0))
         result["pipeline_images_per_sec"] = {k: round(v, 1) for k, v in pipeline.items()}
         result["pipeline_images_per_sec_per_core"] = {
             k: round(v / cores, 1) for k, v in pipeline.items()}
@@ -168,10 +171,16 @@ def run(quick: bool = False, plot: bool = True) -> dict:
             k: round(1 - pipeline[k] / pipeline["plain"], 3) for k in ("autoaugment",
                                                                        "randaugment")}
 
-        baseline = baseline_convert(paths, _fresh(tmp, "baseline"), num_threads=cores)
-        ours, ours_wall = ours_convert(images_dir, _fresh(tmp, "ours"), cores)
-        ours_full, _ = ours_convert(images_dir, _fresh(tmp, "ours_full"), cores,
-                                    full_decode=True)
+        # Best of `repeats` for every contender: ours converts 2,000 images in a fraction of a
+        # second, where one hiccup of this shared machine moves a single reading by 20%.
+        repeats = 1 if quick else 3
+        result["conversion_repeats"] = repeats
+        baseline = max(baseline_convert(paths, _fresh(tmp, f"baseline{i}"), num_threads=cores)
+                       for i in range(repeats))
+        runs = [ours_convert(images_dir, _fresh(tmp, f"ours{i}"), cores) for i in range(repeats)]
+        ours, ours_wall = max(r[0] for r in runs), max(r[1] for r in runs)
+        ours_full = max(ours_convert(images_dir, _fresh(tmp, f"ours_full{i}"), cores,
+                                     full_decode=True)[0] for i in range(repeats))
     result["conversion_images_per_sec_per_core"] = {
         "tfrecord_tools": round(ours / cores, 1),
         "tfrecord_tools, whole command": round(ours_wall / cores, 1),
