@@ -262,7 +262,8 @@ def main(argv=None) -> int:
     parser.add_argument("--base_learning_rate", type=float, default=BASE_LEARNING_RATE,
                         help="per 256 images, passed to the CLI")
     parser.add_argument("--only", choices=("all", "transfer", "scratch"), default="all",
-                        help="run one part; the other's figures are kept from results/accuracy.json")
+                        help="run one part; the other's figures are kept from "
+                             "results/accuracy.json")
     parser.add_argument("--quick", action="store_true", help="0.2 epochs each: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:

@@ -37,9 +37,8 @@ def _field(number: int, payload: bytes) -> bytes:
 
 def _feature(value) -> bytes:
     """Feature oneof: bytes_list = 1, float_list = 2, int64_list = 3 (lists packed)."""
-    # Single values (all of an image record but its boxes) skip the list handling below.
-    if type(value) is bytes:
-        return _field(1, _field(1, value))
+    # Single values (all of an image record but its boxes) skip the list handling below; single
+    # bytes values never come here (serialize_example writes their headers, then the payload).
     if type(value) is str:
         return _field(1, _field(1, value.encode()))
     if type(value) is int:
@@ -63,7 +62,7 @@ def serialize_example(features: dict) -> bytes:
     parts = []
     size = 0
     for key, value in sorted(features.items()):
-        if type(value) is bytes and len(value) > _INLINE_BYTES:
+        if type(value) is bytes:
             header = _bytes_entry_header(key, len(value))
             parts += (header, value)  # the payload (the image) is copied once, by the join
             size += len(header) + len(value)
@@ -72,9 +71,6 @@ def serialize_example(features: dict) -> bytes:
             parts.append(entry)
             size += len(entry)
     return b"".join([_varint((1 << 3) | _LEN), _varint(size), *parts])
-
-
-_INLINE_BYTES = 256  # longer bytes values are not copied into nested messages
 
 
 def _bytes_entry_header(key: str, length: int) -> bytes:

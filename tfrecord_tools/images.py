@@ -6,8 +6,9 @@ re-encoded as RGB JPEG.
 
 Fast check (default) for RGB JPEGs: the frame header is parsed (`jpeg_frame`, no decoding and
 no PIL) and the data must end with the JPEG end-of-image marker, which is what a truncated file
-lacks; anything else (no marker at the end, other formats) is fully decoded. `full_decode=True` decodes every image (several times slower; it
-also catches damage inside the entropy-coded data, which `verify` and the decoder tolerate).
+lacks; anything else (no marker at the end, other formats) is fully decoded. `full_decode=True`
+decodes every image (several times slower; it also catches damage inside the entropy-coded data,
+which `verify` and the decoder tolerate).
 """
 
 from __future__ import annotations

@@ -303,7 +303,8 @@ def _write_shard(job: _ShardJob, on_image=None) -> tuple[str, dict]:
                       "bytes": os.path.getsize(temporary)}
 
 
-def _write_shards(output_directory, todo, state, state_path, progress, num_workers, full_decode) -> None:
+def _write_shards(output_directory, todo, state, state_path, progress, num_workers,
+                  full_decode) -> None:
     """Each worker process writes whole shards; this process records and commits them."""
     jobs = [_ShardJob(output_directory, split, name, shard, full_decode)
             for split, name, shard in todo]

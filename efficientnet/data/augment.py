@@ -1,12 +1,12 @@
 """AutoAugment (ImageNet policy v0), RandAugment, mixup and cutmix as TensorFlow graph ops.
 
 The ops follow the tensorflow/tpu `autoaugment.py` policies (uint8 images in, uint8 out, fill value
-128, magnitudes on a 0..10 scale), and their pixel values are those of the PIL functions the policies
-were designed with: Color, Contrast, Brightness, Sharpness, Solarize, Posterize, Equalize and
-AutoContrast equal PIL's ImageEnhance / ImageOps exactly (tested). That fixes two slips of the
+128, magnitudes on a 0..10 scale), and their pixel values are those of the PIL functions the
+policies were designed with: Color, Contrast, Brightness, Sharpness, Solarize, Posterize, Equalize
+and AutoContrast equal PIL's ImageEnhance / ImageOps exactly (tested). That fixes two slips of the
 reference: `Contrast` blends towards the mean grey level (it used the pixel count / 256), and the
-shifts are integer arithmetic (no undefined 8-bit shifts). Translations are whole-pixel moves (pad +
-slice); rotations and shears are nearest-neighbour projective transforms. Every random choice is
+shifts are integer arithmetic (no undefined 8-bit shifts). Translations are whole-pixel moves (pad
++ slice); rotations and shears are nearest-neighbour projective transforms. Every random choice is
 stateless and derived from a `seed` tensor of shape [2], so an augmented pipeline is reproducible;
 only the selected op runs (`_select`: a Case op that is not lowered to Switch/Merge, so the ops of
 the branches not taken cost nothing; lowered, every one of their nodes is visited with a dead
