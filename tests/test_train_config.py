@@ -101,3 +101,56 @@ def test_weight_decay_skips_bn_and_biases():
                               keras.layers.Dense(2)])
     names = sorted(v.path for v in decayed_variables(model.trainable_variables))
     assert len(names) == 2 and all(n.endswith("kernel") for n in names)
+
+
+# Non-default values for every setting RunConfig hands to the input pipeline.
+_DATA_SETTINGS = {
+    "augment_name": "randaugment", "cache": True, "crop_padding": 0, "cutmix_alpha": 0.3,
+    "deterministic": True, "min_crop_area": 0.5, "mixup_alpha": 0.2, "num_label_classes": 7,
+    "randaug_magnitude": 5, "randaug_num_layers": 3, "resize_method": "bilinear", "seed": 11,
+    "shuffle_buffer": 17, "use_synthetic_data": True,
+}
+
+
+def test_every_data_setting_reaches_the_input_pipeline():
+    """A RunConfig field the pipeline also has must not be dropped on the way (--crop_padding and
+    --min_crop_area once were: accepted, saved in config.json and silently ignored)."""
+    import dataclasses
+
+    from efficientnet.data.config import DataConfig
+    from efficientnet.train.inputs import data_config
+
+    shared = ({f.name for f in dataclasses.fields(DataConfig)}
+              & {f.name for f in dataclasses.fields(RunConfig)}) - {"image_size"}
+    assert shared == set(_DATA_SETTINGS), "new shared setting: add it to _DATA_SETTINGS"
+    defaults = DataConfig()
+    for name, value in _DATA_SETTINGS.items():
+        assert getattr(defaults, name) != value, name
+    config = RunConfig(model_dir="/tmp/unused", data_dir="/tmp/d", **_DATA_SETTINGS)
+    data = data_config(config, 40)
+    assert data.image_size == 40
+    assert {name: getattr(data, name) for name in _DATA_SETTINGS} == _DATA_SETTINGS
+
+
+def test_crop_flags_reach_the_input_pipeline():
+    from efficientnet.train.inputs import data_config
+
+    config = config_from_flags(BASE + ["--crop_padding=0", "--min_crop_area=1.0"])
+    data = data_config(config, 48)
+    assert (data.crop_padding, data.min_crop_area) == (0, 1.0)
+    unset = data_config(config_from_flags(BASE), 48)
+    assert (unset.crop_padding, unset.min_crop_area) == (None, 0.08)  # None: the spec's 32
+
+
+def test_export_after_training_keeps_the_eval_preprocessing():
+    from efficientnet.export.__main__ import parse_flags
+    from efficientnet.train.trainer import export_args
+
+    config = config_from_flags(BASE + ["--export_dir=/tmp/unused_export", "--image_size=48",
+                                       "--crop_padding=0", "--resize_method=bilinear",
+                                       "--num_label_classes=10"])
+    export = parse_flags(export_args(config))
+    assert (export.image_size, export.crop_padding, export.resize_method,
+            export.num_label_classes, export.formats) == (48, 0, "bilinear", 10, ("saved_model",))
+    export = parse_flags(export_args(config_from_flags(BASE + ["--export_dir=/tmp/e"])))
+    assert (export.crop_padding, export.resize_method) == (None, None)

@@ -35,6 +35,8 @@ def data_config(config: RunConfig, image_size: int):
         "deterministic": config.deterministic,
         "use_synthetic_data": config.use_synthetic_data,
         "cache": config.cache,
+        "crop_padding": config.crop_padding,
+        "min_crop_area": config.min_crop_area,
     }
     known = {f.name for f in dataclasses.fields(DataConfig)}
     # None means "the data module's default": leave those fields out.

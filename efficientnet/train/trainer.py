@@ -513,6 +513,21 @@ def run(config: RunConfig, *, model_fn: ModelFn | None = None,
             shutil.rmtree(os.path.dirname(trainer.manager.directory), ignore_errors=True)
 
 
+def export_args(config: RunConfig) -> list[str]:
+    """`python -m efficientnet.export` flags for --export_dir: the run's model, classes, size and
+    eval preprocessing (serving_bytes crops and resizes as this run evaluated)."""
+    args = [f"--model_name={config.model_name}", f"--model_dir={config.model_dir}",
+            f"--export_dir={config.export_dir}", f"--num_label_classes={config.num_label_classes}",
+            "--formats=saved_model"]
+    if config.image_size:
+        args.append(f"--image_size={config.image_size}")
+    if config.crop_padding is not None:
+        args.append(f"--crop_padding={config.crop_padding}")
+    if config.resize_method:
+        args.append(f"--resize_method={config.resize_method}")
+    return args
+
+
 def _export_saved_model(config: RunConfig, reporter: Reporter) -> None:
     """--export_dir after training (tensorflow/tpu main.py habit): a SavedModel via
     efficientnet.export; other formats: `bash test.sh export`."""
@@ -521,12 +536,7 @@ def _export_saved_model(config: RunConfig, reporter: Reporter) -> None:
     except ImportError:
         reporter.print("--export_dir given but efficientnet.export is not installed; not exported")
         return
-    args = [f"--model_name={config.model_name}", f"--model_dir={config.model_dir}",
-            f"--export_dir={config.export_dir}", f"--num_label_classes={config.num_label_classes}",
-            "--formats=saved_model"]
-    if config.image_size:
-        args.append(f"--image_size={config.image_size}")
-    status = export_main(args)
+    status = export_main(export_args(config))
     reporter.print(f"SavedModel export to {config.export_dir}: "
                    + ("done" if status == 0 else f"failed (status {status})"))
 
