@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
+        "commit": code_commit(),
     }
     # Versions from package metadata: importing torch next to TensorFlow crashes the process.
     for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "jax", "torch", "timm",
@@ -38,6 +40,22 @@ def machine_info() -> dict:
         except importlib.metadata.PackageNotFoundError:  # optional peers
             continue
     return info
+
+
+def code_commit() -> str | None:
+    """The checkout's commit (short hash, "+dirty" with uncommitted changes), None outside git:
+    which code a figure was measured with."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def _cpu_model() -> str:

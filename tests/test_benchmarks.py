@@ -31,11 +31,25 @@ def test_write_result_adds_machine_info_and_readme_table_is_regenerated(results_
     payload = json.loads(path.read_text())
     assert payload["benchmark"] == "train" and payload["ratio"] == 1.5
     assert payload["machine"]["cpu_count"] >= 1 and "keras" in payload["machine"]
+    assert payload["machine"]["commit"] == common.code_commit()
     common.update_readme()
     text = common.README.read_text()
     assert "old row" not in text
     assert f"| train | ours 2.0 img/s | {payload['machine']['date']} |" in text
     assert text.startswith("# Benchmarks\n\nintro\n") and text.endswith("\n\nafter\n")
+
+
+def test_code_commit_names_the_checkout_and_marks_local_changes(tmp_path, monkeypatch):
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True)
+    if head.returncode != 0:
+        assert common.code_commit() is None
+        return
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    assert common.code_commit() == head.stdout.strip() + ("+dirty" if dirty else "")
+    monkeypatch.setattr(common, "__file__", str(tmp_path / "benchmarks" / "common.py"))
+    assert common.code_commit() is None  # not a git checkout
 
 
 def _speed_rows():
