@@ -17,30 +17,18 @@ from efficientnet.train.config import ConfigError, RunConfig
 
 
 def data_config(config: RunConfig, image_size: int):
-    """The `efficientnet.data.config.DataConfig` for this run (only the fields it defines)."""
+    """The `efficientnet.data.config.DataConfig` for this run: every setting the two configs share
+    (by field name, so a new shared flag cannot be left behind), this run's image size and the
+    compute dtype of its precision policy."""
     from efficientnet.data.config import DataConfig
 
-    values = {
-        "image_size": image_size,
-        "num_label_classes": config.num_label_classes,
-        "augment_name": config.augment_name,
-        "randaug_num_layers": config.randaug_num_layers,
-        "randaug_magnitude": config.randaug_magnitude,
-        "mixup_alpha": config.mixup_alpha,
-        "cutmix_alpha": config.cutmix_alpha,
-        "resize_method": config.resize_method,
-        "dtype": "bfloat16" if config.precision == "mixed_bfloat16" else "float32",
-        "shuffle_buffer": config.shuffle_buffer,
-        "seed": config.seed,
-        "deterministic": config.deterministic,
-        "use_synthetic_data": config.use_synthetic_data,
-        "cache": config.cache,
-        "crop_padding": config.crop_padding,
-        "min_crop_area": config.min_crop_area,
-    }
-    known = {f.name for f in dataclasses.fields(DataConfig)}
+    shared = ({f.name for f in dataclasses.fields(DataConfig)}
+              & {f.name for f in dataclasses.fields(RunConfig)})
+    values = {name: getattr(config, name) for name in shared}
+    values["image_size"] = image_size
+    values["dtype"] = "bfloat16" if config.precision == "mixed_bfloat16" else "float32"
     # None means "the data module's default": leave those fields out.
-    return DataConfig(**{k: v for k, v in values.items() if k in known and v is not None})
+    return DataConfig(**{k: v for k, v in values.items() if v is not None})
 
 
 def file_pattern(config: RunConfig, is_training: bool) -> str | None:
