@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
         "commit": code_commit(),
+        "tensorflow_onednn": onednn_enabled(),
     }
     # Versions from package metadata: importing torch next to TensorFlow crashes the process.
     for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "jax", "torch", "timm",
@@ -40,6 +42,16 @@ def machine_info() -> dict:
         except importlib.metadata.PackageNotFoundError:  # optional peers
             continue
     return info
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels in this process (None: TensorFlow not loaded;
+    then TF_ENABLE_ONEDNN_OPTS decides for the processes it starts)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from tensorflow.python.util import _pywrap_util_port  # no public API says it
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def code_commit() -> str | None:

@@ -5,18 +5,23 @@
 - keras.applications.EfficientNetB0 trained by exactly the same engine (`model_fn=`);
 - timm `efficientnet_b0` on PyTorch CPU, when torch and timm are installed (extra `bench`).
 
-It also times the forward + backward pass of each layer kind of B0 at the same shapes, to show
-where a training step goes (depthwise conv, BatchNorm, swish, 1x1 conv, the rest).
+It also profiles a B0 training step (TensorFlow profiler, op time by type, grouped into depthwise
+conv, other convs, batch norm, swish, elementwise work; forward and backward) to show where a step
+goes. Run through `python -m benchmarks`, TensorFlow uses its oneDNN kernels as the toolkit's
+commands do (efficientnet/__init__.py); the result records whether they were on.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import tempfile
 import time
 
 import numpy as np
+
+from benchmarks import common
 
 BATCH, SIZE = 32, 224
 
@@ -56,56 +61,106 @@ def timm_images_per_sec(steps: int, warmup: int) -> dict | None:
                     f"--warmup={warmup}")
 
 
-def layer_breakdown(reps: int) -> dict:
-    """Seconds of forward + backward per layer kind of B0 at 224 px, batch 32."""
+# Op type -> kind of work, for the step profile. oneDNN kernels carry a _MklNative / _Mkl prefix.
+_KINDS = (
+    ("depthwise conv", ("DepthwiseConv2dNative",)),
+    ("conv (1x1, stem, SE, head)", ("Conv2D", "FusedConv2D")),
+    ("batch norm", ("FusedBatchNorm",)),
+    ("swish / sigmoid", ("Sigmoid", "Swish")),
+    ("elementwise (SE scale, residual, drop-connect)", ("Mul", "AddV2", "AddN", "Tile", "SelectV2",
+                                                        "GreaterEqual", "Sum", "Mean")),
+)
+
+
+_OP_EVENT = re.compile(r"^[\w./-]+:(\w+)$")
+
+
+def op_kind(op_type: str) -> tuple[str, str]:
+    """(kind, "forward" | "backward") of a TensorFlow op type as the profiler names it."""
+    base = op_type.removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_")
+    direction = "backward" if ("Backprop" in base or base.endswith(("Grad", "GradV3"))) \
+        else "forward"
+    for kind, stems in _KINDS:
+        if any(base.startswith(stem) for stem in stems):
+            return kind, direction
+    return "other", direction
+
+
+def group_op_seconds(op_seconds: dict) -> dict:
+    """{op type: seconds} -> {kind: {"forward": s, "backward": s}} (kinds with time only)."""
+    grouped: dict[str, dict[str, float]] = {}
+    for op_type, seconds in op_seconds.items():
+        kind, direction = op_kind(op_type)
+        slot = grouped.setdefault(kind, {"forward": 0.0, "backward": 0.0})
+        slot[direction] += seconds
+    return grouped
+
+
+def op_seconds_from_trace(log_dir: str) -> dict:
+    """{op type: seconds} summed over the TensorFlow op events of the profile in `log_dir`."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's own format
+
+    paths = glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True)
+    if not paths:
+        raise FileNotFoundError(f"no *.xplane.pb profile under {log_dir}")
+    space = xplane_pb2.XSpace()
+    with open(paths[0], "rb") as handle:
+        space.ParseFromString(handle.read())
+    seconds: dict[str, float] = {}
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                # TensorFlow op events are named "<node name>:<op type>" (other events:
+                # "ExecutorState::Process", "EagerLocalExecute: __inference_...").
+                match = _OP_EVENT.match(name)
+                if match is None:
+                    continue
+                op_type = match.group(1)
+                seconds[op_type] = seconds.get(op_type, 0.0) + event.duration_ps / 1e12
+    return seconds
+
+
+def step_profile(steps: int) -> dict:
+    """Op time of B0 training steps (224 px, batch 32): the engine's model (fused batch norm),
+    forward, loss, backward and an SGD update, traced with the TensorFlow profiler. Returns
+    {"kinds": {kind: {"forward", "backward"}}, "ops": {op type: seconds}, "step_seconds"}, per
+    step; op times add up over the threads that ran them."""
     import keras
     import tensorflow as tf
 
-    from efficientnet.models import build
+    from efficientnet.train.recipes import get_recipe
+    from efficientnet.train.trainer import default_model_fn
 
     keras.backend.clear_session()
-    model = build("efficientnet-b0", image_size=SIZE)
-    groups: dict[str, list] = {"depthwise conv": [], "batch norm": [], "swish": [],
-                               "1x1 conv": [], "other conv (stem, SE)": []}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            kind = "depthwise conv"
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            kind = "batch norm"
-        elif isinstance(layer, keras.layers.Activation):
-            kind = "swish"
-        elif isinstance(layer, keras.layers.Conv2D):
-            spatial = layer.input.shape[1] > 1
-            kind = "1x1 conv" if layer.kernel_size == (1, 1) and spatial else \
-                "other conv (stem, SE)"
-        else:
-            continue
-        groups[kind].append(layer)
+    config = get_recipe("tpu-rmsprop").replace(model_name="efficientnet-b0",
+                                               num_label_classes=1000)
+    model = default_model_fn(config, SIZE)
+    optimizer = keras.optimizers.SGD(0.01)
+    images = tf.random.normal([BATCH, SIZE, SIZE, 3], seed=0)
+    labels = tf.one_hot(tf.range(BATCH) % 1000, 1000)
 
-    seconds = {}
-    for kind, members in groups.items():
-        inputs = [tf.random.normal((BATCH, *layer.input.shape[1:])) for layer in members]
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels, logits))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
 
-        @tf.function
-        def forward_backward(inputs=inputs, members=members):
-            total = tf.constant(0.0)
-            for layer, x in zip(members, inputs):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = layer(x, training=True)
-                grads = tape.gradient(y, [x] + layer.trainable_weights,
-                                      output_gradients=tf.ones_like(y))
-                total += tf.add_n([tf.reduce_sum(g) for g in grads])
-            return total
-
-        forward_backward()  # trace
-        runs = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            forward_backward().numpy()
-            runs.append(time.perf_counter() - start)
-        seconds[kind] = statistics.median(runs)
-    return seconds
+    train_step().numpy()  # trace and warm up
+    with tempfile.TemporaryDirectory() as log_dir:
+        tf.profiler.experimental.start(log_dir)
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step().numpy()
+        wall = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        ops = {op: seconds / steps for op, seconds in op_seconds_from_trace(log_dir).items()}
+    return {"kinds": group_op_seconds(ops), "ops": ops, "step_seconds": wall / steps}
 
 
 def run(quick: bool = False) -> dict:
@@ -113,7 +168,7 @@ def run(quick: bool = False) -> dict:
     ours = engine_images_per_sec(None, steps, loops)
     peer = engine_images_per_sec(keras_applications_b0, steps, loops)
     timm = timm_images_per_sec(steps=3 if quick else 8, warmup=2)
-    breakdown = layer_breakdown(reps=2 if quick else 3)
+    profile = step_profile(steps=1 if quick else 2)
     step_seconds = BATCH / ours["images_per_sec"]
     result = {
         "settings": {"model": "efficientnet-b0", "image_size": SIZE, "batch": BATCH,
@@ -124,7 +179,14 @@ def run(quick: bool = False) -> dict:
         "ratio_ours_vs_keras_applications": round(ours["images_per_sec"]
                                                   / peer["images_per_sec"], 3),
         "loops": {"ours": ours["loops"], "keras_applications": peer["loops"]},
-        "layer_breakdown_seconds": {k: round(v, 3) for k, v in breakdown.items()},
+        "step_profile": {
+            "kinds": {kind: {d: round(v, 3) for d, v in times.items()}
+                      for kind, times in profile["kinds"].items()},
+            "ops": {op: round(v, 4) for op, v in sorted(profile["ops"].items(),
+                                                        key=lambda kv: -kv[1]) if v >= 1e-3},
+            "profiled_step_seconds": round(profile["step_seconds"], 3),
+            "onednn": common.onednn_enabled(),
+        },
         "step_seconds": round(step_seconds, 3),
     }
     labels = ["ours (engine)", "keras.applications (same engine)"]
@@ -144,27 +206,27 @@ def run(quick: bool = False) -> dict:
     else:
         result["timm_images_per_sec"] = None
         summary.append("timm not installed (pip install -e '.[bench]'): no PyTorch peer")
-    total = sum(breakdown.values())
+    kinds = {kind: sum(times.values()) for kind, times in profile["kinds"].items()}
+    total = sum(kinds.values())
     shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in
-                       sorted(breakdown.items(), key=lambda kv: -kv[1]))
-    summary.append(f"layer fwd+bwd time shares: {shares}")
+                       sorted(kinds.items(), key=lambda kv: -kv[1]))
+    summary.append(f"op time shares of a training step: {shares}")
     result["summary"] = summary
 
-    from benchmarks.common import bar_plot
-
-    bar_plot("train", f"efficientnet-b0 training, {SIZE}px, batch {BATCH}, float32, CPU",
+    common.bar_plot("train", f"efficientnet-b0 training, {SIZE}px, batch {BATCH}, float32, CPU",
              labels, values, "images / second",
              note=f"{os.cpu_count()} cores; median of loops after the first")
-    _breakdown_plot(breakdown)
+    _breakdown_plot(profile["kinds"])
     return result
 
 
-def _breakdown_plot(breakdown: dict) -> None:
-    from benchmarks.common import bar_plot
-
-    kinds = sorted(breakdown, key=lambda k: -breakdown[k])
-    bar_plot("train_breakdown", "B0 forward+backward time by layer kind (224px, batch 32)",
-             kinds, [breakdown[k] for k in kinds], "seconds per step")
+def _breakdown_plot(kinds: dict) -> None:
+    order = sorted(kinds, key=lambda k: -sum(kinds[k].values()))
+    labels = [f"{kind} {direction}" for kind in order for direction in ("forward", "backward")]
+    values = [kinds[kind][direction] for kind in order for direction in ("forward", "backward")]
+    common.bar_plot("train_breakdown",
+                    f"B0 training step: op time by kind ({SIZE}px, batch {BATCH})",
+             labels, values, "seconds per step (summed over threads)")
 
 
 if __name__ == "__main__":

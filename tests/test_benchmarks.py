@@ -32,6 +32,7 @@ def test_write_result_adds_machine_info_and_readme_table_is_regenerated(results_
     assert payload["benchmark"] == "train" and payload["ratio"] == 1.5
     assert payload["machine"]["cpu_count"] >= 1 and "keras" in payload["machine"]
     assert payload["machine"]["commit"] == common.code_commit()
+    assert payload["machine"]["tensorflow_onednn"] is common.onednn_enabled()
     common.update_readme()
     text = common.README.read_text()
     assert "old row" not in text
@@ -170,3 +171,50 @@ def test_benchmark_commands_have_help(module):
                           text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout
+
+
+def test_step_profile_groups_op_types_by_kind_and_direction():
+    from benchmarks import train_speed
+
+    assert train_speed.op_kind("_MklNativeDepthwiseConv2dNativeBackpropFilter") == (
+        "depthwise conv", "backward")
+    assert train_speed.op_kind("DepthwiseConv2dNative") == ("depthwise conv", "forward")
+    assert train_speed.op_kind("_MklNativeFusedConv2D") == ("conv (1x1, stem, SE, head)", "forward")
+    assert train_speed.op_kind("Conv2DBackpropInput") == ("conv (1x1, stem, SE, head)", "backward")
+    assert train_speed.op_kind("FusedBatchNormGradV3") == ("batch norm", "backward")
+    assert train_speed.op_kind("_MklSwish") == ("swish / sigmoid", "forward")
+    assert train_speed.op_kind("SigmoidGrad") == ("swish / sigmoid", "backward")
+    assert train_speed.op_kind("ResourceApplyGradientDescent") == ("other", "forward")
+    grouped = train_speed.group_op_seconds({
+        "FusedBatchNormV3": 1.5, "_MklNativeFusedBatchNormGradV3": 2.0, "Conv2D": 0.25,
+        "_MklNativeConv2DBackpropFilter": 0.5, "Conv2DBackpropInput": 0.75, "Cast": 0.125})
+    assert grouped == {"batch norm": {"forward": 1.5, "backward": 2.0},
+                       "conv (1x1, stem, SE, head)": {"forward": 0.25, "backward": 1.25},
+                       "other": {"forward": 0.125, "backward": 0.0}}
+
+
+def test_op_seconds_come_from_a_real_tensorflow_profile(tmp_path):
+    import tensorflow as tf
+
+    from benchmarks import train_speed
+
+    kernel = tf.Variable(tf.random.normal([3, 3, 4, 8], seed=1))
+    images = tf.random.normal([2, 16, 16, 4], seed=2)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME") ** 2)
+        return tape.gradient(loss, kernel)
+
+    step()
+    tf.profiler.experimental.start(str(tmp_path))
+    step().numpy()
+    tf.profiler.experimental.stop()
+    seconds = train_speed.op_seconds_from_trace(str(tmp_path))
+    kinds = train_speed.group_op_seconds(seconds)
+    conv = kinds["conv (1x1, stem, SE, head)"]
+    assert conv["forward"] > 0 and conv["backward"] > 0, seconds
+    assert any("Conv2DBackpropFilter" in op for op in seconds), seconds
+    with pytest.raises(FileNotFoundError, match="no \\*.xplane.pb profile under"):
+        train_speed.op_seconds_from_trace(str(tmp_path / "empty"))

@@ -92,6 +92,27 @@ def test_nan_guard_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path
     assert checkpointing.latest_checkpoint(config.model_dir).endswith("ckpt-4")
 
 
+def test_nan_guard_catches_a_nan_that_never_reaches_the_loss(tmp_path):
+    import keras
+
+    def masking_model_fn(config, image_size):
+        # The NaN images give a finite loss (masked after the conv, as oneDNN's fused ReLU does)
+        # but NaN kernel gradients: the step must still count as non-finite.
+        inputs = keras.Input((image_size, image_size, 3))
+        x = keras.layers.Conv2D(8, 3, name="stem_conv")(inputs)
+        x = keras.layers.Lambda(lambda t: tf.where(tf.math.is_nan(t), 0.0, t))(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, keras.layers.Dense(config.num_label_classes)(x))
+
+    config = tiny_config(tmp_path, train_steps=10)
+    with pytest.raises(trainer.NonFiniteLossError, match="Loss or gradients .* step 5"):
+        trainer.run(config, model_fn=masking_model_fn,
+                    train_dataset_fn=testing.learnable_dataset_fn(
+                        True, config.train_batch_size, config.image_size,
+                        config.num_label_classes, poison_batch=4))
+    assert checkpointing.latest_checkpoint(config.model_dir).endswith("ckpt-4")
+
+
 def test_restart_with_finished_model_dir_trains_nothing(tmp_path):
     config = tiny_config(tmp_path)
     assert run_tiny(config).global_step == 6

@@ -28,7 +28,14 @@ DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or Inf loss; the message names the step and the last checkpoint."""
+    """Training produced a NaN or Inf loss or gradient; the message names the step and the last
+    checkpoint."""
+
+
+def _all_finite(grads) -> tf.Tensor:
+    """True when every gradient value is finite (IndexedSlices: their values)."""
+    values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in values])
 
 
 class Preempted(RuntimeError):
@@ -336,6 +343,10 @@ class Trainer:
 
         def replica_step(images, labels):
             loss, grads = forward_backward(images, labels)
+            if not loss_scaled:  # the loss-scale optimizer skips non-finite steps by itself
+                # A NaN can vanish on its way to the loss (oneDNN's fused ReLU turns NaN into 0)
+                # while the gradients carry it into the weights: such a step is non-finite too.
+                loss = tf.where(_all_finite(grads), loss, tf.constant(float("nan"), loss.dtype))
             if config.clip_global_norm > 0:
                 grads = self._clip(grads, replicas, loss_scaled)
             optimizer.apply(grads, trainable)
@@ -426,7 +437,8 @@ class Trainer:
                 if bad_step >= 0:
                     latest = checkpointing.latest_checkpoint(config.model_dir)
                     raise NonFiniteLossError(
-                        f"Loss became NaN/Inf at step {bad_step}; training stopped. The last "
+                        f"Loss or gradients became NaN/Inf at step {bad_step}; training "
+                        "stopped. The last "
                         f"good checkpoint is {latest or 'none (nothing saved yet)'}. Lower "
                         "--base_learning_rate, check the input data, or use --precision=float32.")
                 current += int(done)
