@@ -54,17 +54,23 @@ def onednn_enabled() -> bool | None:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
+# What counts as code for "+dirty": everything but the benchmarks' own outputs, which a run
+# rewrites before it records its commit.
+CODE_PATHSPEC = (".", ":(exclude)benchmarks/results", ":(exclude)benchmarks/README.md")
+
+
 def code_commit() -> str | None:
-    """The checkout's commit (short hash, "+dirty" with uncommitted changes), None outside git:
-    which code a figure was measured with."""
+    """The checkout's commit (short hash, "+dirty" with uncommitted changes to code), None
+    outside git: which code a figure was measured with."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                               capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=root, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 *CODE_PATHSPEC], cwd=root, capture_output=True, text=True,
+                                timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")

@@ -72,32 +72,39 @@ _KINDS = (
 )
 
 
-_OP_EVENT = re.compile(r"^[\w./-]+:(\w+)$")
+_OP_EVENT = re.compile(r"^([\w./-]+):(\w+)$")
 
 
-def op_kind(op_type: str) -> tuple[str, str]:
-    """(kind, "forward" | "backward") of a TensorFlow op type as the profiler names it."""
+def op_kind(op_type: str) -> str:
+    """The kind of work of a TensorFlow op type as the profiler names it."""
     base = op_type.removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_")
-    direction = "backward" if ("Backprop" in base or base.endswith(("Grad", "GradV3"))) \
-        else "forward"
     for kind, stems in _KINDS:
         if any(base.startswith(stem) for stem in stems):
-            return kind, direction
-    return "other", direction
+            return kind
+    return "other"
+
+
+def op_direction(node_name: str, op_type: str) -> str:
+    """"backward" for ops of the gradient computation (by node name, or a gradient op type)."""
+    gradient_node = node_name.startswith(("gradient_tape/", "gradients/")) or \
+        "/gradient_tape/" in node_name or "/gradients/" in node_name
+    gradient_op = "Backprop" in op_type or op_type.endswith(("Grad", "GradV3"))
+    return "backward" if gradient_node or gradient_op else "forward"
 
 
 def group_op_seconds(op_seconds: dict) -> dict:
-    """{op type: seconds} -> {kind: {"forward": s, "backward": s}} (kinds with time only)."""
+    """{op type: {"forward": s, "backward": s}} -> the same per kind of work (op_kind)."""
     grouped: dict[str, dict[str, float]] = {}
-    for op_type, seconds in op_seconds.items():
-        kind, direction = op_kind(op_type)
-        slot = grouped.setdefault(kind, {"forward": 0.0, "backward": 0.0})
-        slot[direction] += seconds
+    for op_type, times in op_seconds.items():
+        slot = grouped.setdefault(op_kind(op_type), {"forward": 0.0, "backward": 0.0})
+        for direction, seconds in times.items():
+            slot[direction] += seconds
     return grouped
 
 
 def op_seconds_from_trace(log_dir: str) -> dict:
-    """{op type: seconds} summed over the TensorFlow op events of the profile in `log_dir`."""
+    """{op type: {"forward": s, "backward": s}} summed over the TensorFlow op events of the
+    profile in `log_dir`."""
     import glob
 
     from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's own format
@@ -108,7 +115,7 @@ def op_seconds_from_trace(log_dir: str) -> dict:
     space = xplane_pb2.XSpace()
     with open(paths[0], "rb") as handle:
         space.ParseFromString(handle.read())
-    seconds: dict[str, float] = {}
+    seconds: dict[str, dict[str, float]] = {}
     for plane in space.planes:
         for line in plane.lines:
             for event in line.events:
@@ -118,16 +125,17 @@ def op_seconds_from_trace(log_dir: str) -> dict:
                 match = _OP_EVENT.match(name)
                 if match is None:
                     continue
-                op_type = match.group(1)
-                seconds[op_type] = seconds.get(op_type, 0.0) + event.duration_ps / 1e12
+                node, op_type = match.groups()
+                times = seconds.setdefault(op_type, {"forward": 0.0, "backward": 0.0})
+                times[op_direction(node, op_type)] += event.duration_ps / 1e12
     return seconds
 
 
 def step_profile(steps: int) -> dict:
     """Op time of B0 training steps (224 px, batch 32): the engine's model (fused batch norm),
     forward, loss, backward and an SGD update, traced with the TensorFlow profiler. Returns
-    {"kinds": {kind: {"forward", "backward"}}, "ops": {op type: seconds}, "step_seconds"}, per
-    step; op times add up over the threads that ran them."""
+    {"kinds": {kind: {"forward": s, "backward": s}}, "ops": {op type: the same},
+    "step_seconds"}, per step; op times add up over the threads that ran them."""
     import keras
     import tensorflow as tf
 
@@ -159,7 +167,8 @@ def step_profile(steps: int) -> dict:
             train_step().numpy()
         wall = time.perf_counter() - start
         tf.profiler.experimental.stop()
-        ops = {op: seconds / steps for op, seconds in op_seconds_from_trace(log_dir).items()}
+        ops = {op: {direction: value / steps for direction, value in times.items()}
+               for op, times in op_seconds_from_trace(log_dir).items()}
     return {"kinds": group_op_seconds(ops), "ops": ops, "step_seconds": wall / steps}
 
 
@@ -182,8 +191,10 @@ def run(quick: bool = False) -> dict:
         "step_profile": {
             "kinds": {kind: {d: round(v, 3) for d, v in times.items()}
                       for kind, times in profile["kinds"].items()},
-            "ops": {op: round(v, 4) for op, v in sorted(profile["ops"].items(),
-                                                        key=lambda kv: -kv[1]) if v >= 1e-3},
+            "ops": {op: {d: round(v, 4) for d, v in times.items()}
+                    for op, times in sorted(profile["ops"].items(),
+                                            key=lambda kv: -sum(kv[1].values()))
+                    if sum(times.values()) >= 1e-3},
             "profiled_step_seconds": round(profile["step_seconds"], 3),
             "onednn": common.onednn_enabled(),
         },

@@ -13,7 +13,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from efficientnet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()
 
 
 def parse_args(argv):

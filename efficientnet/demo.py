@@ -14,7 +14,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from efficientnet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 

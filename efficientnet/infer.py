@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from efficientnet import quiet_tensorflow_logs
 from efficientnet.export.config import LABELS_FILE, MODEL_INFO_FILE, ExportError, FlagParser
 
 log = logging.getLogger("efficientnet.infer")
@@ -211,7 +212,7 @@ def parse_flags(argv: list[str]) -> InferConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_flags(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_logs()
     try:
         run_infer(config)
     except ExportError as error:

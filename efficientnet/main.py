@@ -9,11 +9,12 @@ Flags are parsed into a `RunConfig` (efficientnet.train.config) and handed to
 
 from __future__ import annotations
 
-import os
 import sys
 
+from efficientnet import quiet_tensorflow_logs
+
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow_logs()
 
 EXIT_CONFIG = 2
 EXIT_NONFINITE = 3

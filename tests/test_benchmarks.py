@@ -46,8 +46,9 @@ def test_code_commit_names_the_checkout_and_marks_local_changes(tmp_path, monkey
     if head.returncode != 0:
         assert common.code_commit() is None
         return
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                            ".", ":(exclude)benchmarks/results", ":(exclude)benchmarks/README.md"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert common.code_commit() == head.stdout.strip() + ("+dirty" if dirty else "")
     monkeypatch.setattr(common, "__file__", str(tmp_path / "benchmarks" / "common.py"))
     assert common.code_commit() is None  # not a git checkout
@@ -176,21 +177,30 @@ def test_benchmark_commands_have_help(module):
 def test_step_profile_groups_op_types_by_kind_and_direction():
     from benchmarks import train_speed
 
-    assert train_speed.op_kind("_MklNativeDepthwiseConv2dNativeBackpropFilter") == (
-        "depthwise conv", "backward")
-    assert train_speed.op_kind("DepthwiseConv2dNative") == ("depthwise conv", "forward")
-    assert train_speed.op_kind("_MklNativeFusedConv2D") == ("conv (1x1, stem, SE, head)", "forward")
-    assert train_speed.op_kind("Conv2DBackpropInput") == ("conv (1x1, stem, SE, head)", "backward")
-    assert train_speed.op_kind("FusedBatchNormGradV3") == ("batch norm", "backward")
-    assert train_speed.op_kind("_MklSwish") == ("swish / sigmoid", "forward")
-    assert train_speed.op_kind("SigmoidGrad") == ("swish / sigmoid", "backward")
-    assert train_speed.op_kind("ResourceApplyGradientDescent") == ("other", "forward")
+    kind, direction = train_speed.op_kind, train_speed.op_direction
+    assert kind("_MklNativeDepthwiseConv2dNativeBackpropFilter") == "depthwise conv"
+    assert kind("DepthwiseConv2dNative") == "depthwise conv"
+    assert kind("_MklNativeFusedConv2D") == kind("Conv2DBackpropInput") == \
+        "conv (1x1, stem, SE, head)"
+    assert kind("FusedBatchNormGradV3") == "batch norm"
+    assert kind("_MklSwish") == kind("SigmoidGrad") == "swish / sigmoid"
+    assert kind("ResourceApplyGradientDescent") == "other"
+    assert direction("model/block1a_se_excite/Mul", "Mul") == "forward"
+    assert direction("gradient_tape/model/block1a_se_excite/Mul", "Mul") == "backward"
+    assert direction("while/body/_1/gradient_tape/model/stem_conv/Conv2D", "Conv2D") == \
+        "backward"
+    assert direction("Conv2DBackpropFilter", "Conv2DBackpropFilter") == "backward"
     grouped = train_speed.group_op_seconds({
-        "FusedBatchNormV3": 1.5, "_MklNativeFusedBatchNormGradV3": 2.0, "Conv2D": 0.25,
-        "_MklNativeConv2DBackpropFilter": 0.5, "Conv2DBackpropInput": 0.75, "Cast": 0.125})
+        "FusedBatchNormV3": {"forward": 1.5, "backward": 0.0},
+        "_MklNativeFusedBatchNormGradV3": {"forward": 0.0, "backward": 2.0},
+        "Conv2D": {"forward": 0.25, "backward": 0.0},
+        "_MklNativeConv2DBackpropFilter": {"forward": 0.0, "backward": 0.5},
+        "Conv2DBackpropInput": {"forward": 0.0, "backward": 0.75},
+        "Mul": {"forward": 0.125, "backward": 0.375}})
     assert grouped == {"batch norm": {"forward": 1.5, "backward": 2.0},
                        "conv (1x1, stem, SE, head)": {"forward": 0.25, "backward": 1.25},
-                       "other": {"forward": 0.125, "backward": 0.0}}
+                       "elementwise (SE scale, residual, drop-connect)":
+                           {"forward": 0.125, "backward": 0.375}}
 
 
 def test_op_seconds_come_from_a_real_tensorflow_profile(tmp_path):
@@ -216,5 +226,6 @@ def test_op_seconds_come_from_a_real_tensorflow_profile(tmp_path):
     conv = kinds["conv (1x1, stem, SE, head)"]
     assert conv["forward"] > 0 and conv["backward"] > 0, seconds
     assert any("Conv2DBackpropFilter" in op for op in seconds), seconds
+    assert seconds["Mul"]["backward"] > 0, seconds  # the gradient of `** 2`, by node name
     with pytest.raises(FileNotFoundError, match="no \\*.xplane.pb profile under"):
         train_speed.op_seconds_from_trace(str(tmp_path / "empty"))

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from efficientnet import quiet_tensorflow_logs
 from efficientnet.export.config import FORMATS, REPORT_FILE, ExportConfig, ExportError, FlagParser
 
 
@@ -71,7 +72,7 @@ class _StderrHandler(logging.StreamHandler):
 
 def configure_logging() -> None:
     """Progress lines on stderr, independent of absl / TensorFlow logging."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_logs()
     logger = logging.getLogger("efficientnet")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
