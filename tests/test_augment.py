@@ -182,6 +182,61 @@ def test_policies_are_seeded(policy):
 
 
 @pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
+def test_compiled_batch_augmentation_equals_each_image_augmented_alone(policy):
+    """The input pipeline's XLA program draws the same ops and gives the same pixels as the
+    eager functions (which match PIL): no FMA fusion, no float/ranged random draws under XLA."""
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.integers(0, 256, (12, 28, 36, 3), dtype=np.uint8))
+    batch_fn = augment.get_batch_augment_fn(policy, num_layers=2, magnitude=9)
+    one_fn = augment.get_augment_fn(policy, num_layers=2, magnitude=9)
+    changed = 0
+    for round_ in range(2):
+        seeds = tf.constant(rng.integers(0, 2**31 - 1, (12, 2)), tf.int32)
+        batch = batch_fn(images, seeds).numpy()
+        for i in range(12):
+            alone = one_fn(images[i], seeds[i]).numpy()
+            np.testing.assert_array_equal(batch[i], alone, err_msg=f"round {round_} image {i}")
+            changed += int((alone != images[i].numpy()).any())
+    assert changed >= 12  # most images were really augmented
+
+
+@pytest.mark.parametrize("name", augment.OP_NAMES)
+def test_each_op_compiled_with_xla_equals_the_eager_op(name):
+    """Constant levels (RandAugment) and levels read at run time (AutoAugment's tables) both:
+    XLA folds constants and fuses multiply-adds differently in the two cases."""
+    rng = np.random.default_rng(4)
+    images = [tf.constant(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)) for _ in range(3)]
+    for level in (1, 4, 9):
+        constant = tf.function(
+            lambda image, seed, lv=level: augment.apply_op(name, image, lv, seed,
+                                                 augment.RANDAUGMENT_CONSTS), jit_compile=True)
+        runtime = tf.function(
+            lambda image, seed, lv: augment.apply_op(name, image, lv, seed,
+                                                     augment.RANDAUGMENT_CONSTS), jit_compile=True)
+        for index, image in enumerate(images):
+            seed = tf.constant([index, level])
+            eager = augment.apply_op(name, image, level, seed, augment.RANDAUGMENT_CONSTS).numpy()
+            np.testing.assert_array_equal(constant(image, seed).numpy(), eager,
+                                          err_msg=f"{name} level {level} constant")
+            np.testing.assert_array_equal(
+                runtime(image, seed, tf.constant(level, tf.float64)).numpy(), eager,
+                err_msg=f"{name} level {level} at run time")
+
+
+def test_blend_under_xla_rounds_the_product_on_its_own():
+    """A multiply and add fused into an FMA round once; PIL rounds twice (fails without
+    augment._product's barrier on this machine's FMA units, 300 of 100,000 pixels)."""
+    rng = np.random.default_rng(1)
+    first = tf.constant(rng.integers(0, 256, (100000,)).astype(np.uint8))
+    second = tf.constant(rng.integers(0, 256, (100000,)).astype(np.uint8))
+    for factor in (1.72, 1.36):
+        compiled = tf.function(lambda a, b, f=factor: augment.blend(a, b, f), jit_compile=True)
+        expected = np.clip(first.numpy() + np.float32(factor) * (
+            second.numpy().astype(np.float32) - first.numpy()), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(compiled(first, second).numpy(), expected)
+
+
+@pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
 def test_policies_are_graph_ops_without_py_function(policy):
     fn = tf.function(augment.get_augment_fn(policy))
     graph = fn.get_concrete_function(tf.TensorSpec([32, 32, 3], tf.uint8),

@@ -1,7 +1,12 @@
 """`build_dataset`: TFRecord shards -> batches of (images, labels) for training, eval, calibration.
 
     files (sharded per input pipeline) -> parallel interleave -> [cache] -> shuffle -> decode + crop
-    -> resize -> flip -> augment -> normalise (spec mean/std) -> batch -> mixup/cutmix -> cast -> prefetch
+    -> resize -> flip -> batch -> [augment] + normalise (spec mean/std) -> mixup/cutmix -> cast
+    -> prefetch
+
+Training batches are normalised by one XLA-compiled function per batch; with AutoAugment or
+RandAugment, images are batched as uint8 and the same compiled function augments every image of
+the batch (each with its own seed) before normalising. Eval normalises per image.
 
 Training repeats forever, shuffles and drops the last partial batch; eval reads every record exactly
 once, in a fixed order, keeping the last partial batch. Randomness is stateless, seeded per record from
@@ -148,6 +153,10 @@ def build_dataset(file_pattern: str | None, is_training: bool, batch_size: int, 
         dataset = dataset.map(_train_map_fn(image_size, crop_padding, spec, config),
                               num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
         dataset = dataset.batch(batch_size, drop_remainder=True)
+        batch_fn = (_augment_batch_fn(spec, config) if config.augment_name is not None
+                    else _normalize_batch_fn(spec))
+        dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE,
+                              deterministic=config.deterministic)
         if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
             from efficientnet.data import augment
 
@@ -172,12 +181,9 @@ def build_dataset(file_pattern: str | None, is_training: bool, batch_size: int, 
 
 
 def _train_map_fn(image_size: int, crop_padding: int, spec, config: DataConfig):
-    augment_fn = None
-    if config.augment_name is not None:
-        from efficientnet.data import augment
-
-        augment_fn = augment.get_augment_fn(config.augment_name, config.randaug_num_layers,
-                                            config.randaug_magnitude)
+    """serialized, seed -> (float32 image in [0, 255], one-hot label), normalised after batching
+    by `_normalize_batch_fn`; with augmentation on, (uint8 image, one-hot label, augmentation
+    seed) for `_augment_batch_fn`."""
 
     def map_fn(serialized, seed):
         record = parse_record(serialized)
@@ -185,15 +191,43 @@ def _train_map_fn(image_size: int, crop_padding: int, spec, config: DataConfig):
             record["image_bytes"], image_size, config.resize_method,
             seed=tf.random.experimental.stateless_fold_in(seed, 0), crop_padding=crop_padding,
             area_range=(config.min_crop_area, 1.0))
-        if augment_fn is not None:
-            pixels = tf.cast(tf.round(image), tf.uint8)
-            pixels = augment_fn(pixels, tf.random.experimental.stateless_fold_in(seed, 1))
-            image = tf.cast(pixels, tf.float32)
-        image = normalize_images(image, spec)
         check, label = _label_checks(record["label"], config)
         with tf.control_dependencies([check]):
             one_hot = tf.one_hot(label, config.num_label_classes, dtype=tf.float32)
+        if config.augment_name is not None:
+            pixels = tf.cast(tf.round(image), tf.uint8)
+            return pixels, one_hot, tf.random.experimental.stateless_fold_in(seed, 1)
         return image, one_hot
+
+    return map_fn
+
+
+def _normalize_batch_fn(spec):
+    """(float32 images in [0, 255], labels) -> (normalised images, labels), one batch, compiled
+    with XLA (one fused pass over the batch instead of per-image kernels)."""
+
+    @tf.function(jit_compile=True, autograph=False)
+    def map_fn(images, labels):
+        return normalize_images(images, spec), labels
+
+    return map_fn
+
+
+def _augment_batch_fn(spec, config: DataConfig):
+    """(uint8 images, labels, seeds) -> (normalised augmented images, labels), one batch.
+
+    The map function itself is the XLA-compiled function: tf.data then compiles it once. Called
+    from inside a plain map function, a compiled function was compiled again for every batch.
+    """
+    from efficientnet.data import augment
+
+    augment_fn = augment.get_augment_fn(config.augment_name, config.randaug_num_layers,
+                                        config.randaug_magnitude)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def map_fn(images, labels, seeds):
+        images = augment.augment_batch(images, seeds, augment_fn)
+        return normalize_images(tf.cast(images, tf.float32), spec), labels
 
     return map_fn
 
