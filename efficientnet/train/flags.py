@@ -72,7 +72,8 @@ FLAG_TABLE: dict[str, tuple] = {
                                       f"0 = off. [{_D.moving_average_decay}]"),
     "dropout_rate": ("float", "Dropout before the head (default: the model's)."),
     "drop_connect_rate": ("float", "Drop-connect / stochastic depth rate (default: model's)."),
-    "augment_name": ("str", "Augmentation: autoaugment or randaugment (default none)."),
+    "augment_name": ("str", "Augmentation: autoaugment or randaugment (default none); runs on "
+                            "whole batches, XLA-compiled once at start (~10-20 s on 2 cores)."),
     "randaug_num_layers": ("int", f"RandAugment N. [{_D.randaug_num_layers}]"),
     "randaug_magnitude": ("int", f"RandAugment M. [{_D.randaug_magnitude}]"),
     "mixup_alpha": ("float", "Mixup alpha; 0 = off. [0]"),
