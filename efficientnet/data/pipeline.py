@@ -214,11 +214,8 @@ def _normalize_batch_fn(spec):
 
 
 def _augment_batch_fn(spec, config: DataConfig):
-    """(uint8 images, labels, seeds) -> (normalised augmented images, labels), one batch.
-
-    The map function itself is the XLA-compiled function: tf.data then compiles it once. Called
-    from inside a plain map function, a compiled function was compiled again for every batch.
-    """
+    """(uint8 images, labels, seeds) -> (normalised augmented images, labels), one batch, in one
+    XLA-compiled function (compiled once, when the first batch arrives)."""
     from efficientnet.data import augment
 
     augment_fn = augment.get_augment_fn(config.augment_name, config.randaug_num_layers,
