@@ -115,9 +115,10 @@ def _uniform(seed):
 
 # ---- the image ops: uint8 [H, W, 3] -> uint8 [H, W, 3] ------------------------------------------
 #
-# Written for speed in tf.data on one core: elementwise arithmetic (cheap) instead of full-image
-# `tf.where` (TensorFlow's Select kernel is ~10x slower than a multiply) or per-pixel gathers, and
-# per-channel decisions taken on [3] vectors. Pixel values are those of PIL's ImageOps/ImageEnhance.
+# Written for speed on one core: elementwise arithmetic, per-channel decisions taken on [3]
+# vectors. The pipeline runs them compiled by XLA, where the full-image selects of `_product` fuse
+# into the arithmetic (called eagerly, TensorFlow's Select kernel makes them the costly part).
+# Pixel values are those of PIL's ImageOps/ImageEnhance.
 
 def _product(a, b):
     """a * b, rounded on its own (for the small values of these ops: below 3e38).
@@ -314,18 +315,14 @@ def _shift(image, dy, dx):
     return transform(image, [1.0, 0.0, -dx, 0.0, 1.0, -dy, 0.0, 0.0])
 
 
-def _whole(pixels):
-    return tf.round(pixels)
-
-
 def translate_x(image, pixels):
     """Moves the content right by `pixels` (rounded to whole pixels), filling with 128."""
-    return _shift(image, 0.0, _whole(pixels))
+    return _shift(image, 0.0, tf.round(pixels))
 
 
 def translate_y(image, pixels):
     """Moves the content down by `pixels` (rounded to whole pixels), filling with 128."""
-    return _shift(image, _whole(pixels), 0.0)
+    return _shift(image, tf.round(pixels), 0.0)
 
 
 def shear_x(image, level):

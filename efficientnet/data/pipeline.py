@@ -150,7 +150,7 @@ def build_dataset(file_pattern: str | None, is_training: bool, batch_size: int, 
     if is_training:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
         dataset = tf.data.Dataset.zip((dataset, _element_seeds(config.seed)))
-        dataset = dataset.map(_train_map_fn(image_size, crop_padding, spec, config),
+        dataset = dataset.map(_train_map_fn(image_size, crop_padding, config),
                               num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
         dataset = dataset.batch(batch_size, drop_remainder=True)
         batch_fn = (_augment_batch_fn(spec, config) if config.augment_name is not None
@@ -180,7 +180,7 @@ def build_dataset(file_pattern: str | None, is_training: bool, batch_size: int, 
     return dataset.prefetch(AUTOTUNE)
 
 
-def _train_map_fn(image_size: int, crop_padding: int, spec, config: DataConfig):
+def _train_map_fn(image_size: int, crop_padding: int, config: DataConfig):
     """serialized, seed -> (float32 image in [0, 255], one-hot label), normalised after batching
     by `_normalize_batch_fn`; with augmentation on, (uint8 image, one-hot label, augmentation
     seed) for `_augment_batch_fn`."""
@@ -218,12 +218,13 @@ def _augment_batch_fn(spec, config: DataConfig):
     XLA-compiled function (compiled once, when the first batch arrives)."""
     from efficientnet.data import augment
 
-    augment_fn = augment.get_augment_fn(config.augment_name, config.randaug_num_layers,
-                                        config.randaug_magnitude)
+    # Built uncompiled: it is inlined into this compiled function, with the normalisation.
+    augment_fn = augment.get_batch_augment_fn(config.augment_name, config.randaug_num_layers,
+                                              config.randaug_magnitude, jit_compile=False)
 
     @tf.function(jit_compile=True, autograph=False)
     def map_fn(images, labels, seeds):
-        images = augment.augment_batch(images, seeds, augment_fn)
+        images = augment_fn(images, seeds)
         return normalize_images(tf.cast(images, tf.float32), spec), labels
 
     return map_fn
