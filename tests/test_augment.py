@@ -223,6 +223,42 @@ def test_each_op_compiled_with_xla_equals_the_eager_op(name):
                 err_msg=f"{name} level {level} at run time")
 
 
+def test_sharpness_matches_pil_at_the_top_of_its_range():
+    """The SMOOTH filter's rounding division is a multiply and a shift: exact up to the largest
+    3x3 total (13 * 255 + 6), reached on saturated images; eager and XLA both."""
+    rng = np.random.default_rng(6)
+    pixels = rng.choice(np.array([0, 250, 254, 255], np.uint8), (33, 47, 3), p=[.1, .1, .2, .6])
+    pixels[5:12, 7:20] = 255  # whole 3x3 neighbourhoods at 255
+    compiled = tf.function(augment.sharpness, jit_compile=True)
+    pil = ImageEnhance.Sharpness(Image.fromarray(pixels))
+    for factor in (0.0, 0.4, 1.7):
+        expected = np.asarray(pil.enhance(factor))
+        np.testing.assert_array_equal(augment.sharpness(tf.constant(pixels), factor).numpy(),
+                                      expected)
+        np.testing.assert_array_equal(compiled(tf.constant(pixels), factor).numpy(), expected)
+
+
+def test_far_translations_fill_everything_and_compile():
+    image = _image(20, 30)
+    compiled = tf.function(lambda im, px: augment.translate_x(im, px), jit_compile=True)
+    for pixels in (1e9, -1e9, 3e38, -3e38, 30.0, -31.0):
+        out = augment.translate_x(image, pixels).numpy()
+        assert (out == 128).all()
+        np.testing.assert_array_equal(compiled(image, tf.constant(pixels)).numpy(), out)
+        assert (augment.translate_y(image, pixels).numpy() == 128).all()
+    far = augment.transform(image, [1.0, 0.0, 5e9, 0.0, 1.0, 0.0, 0.0, 0.0]).numpy()
+    assert (far == 128).all()
+
+
+def test_augment_batch_of_one_and_of_none():
+    fn = augment.get_augment_fn("randaugment", num_layers=2, magnitude=9)
+    image = _image(16, 16)
+    one = augment.augment_batch(image[None], tf.constant([[4, 5]]), fn).numpy()
+    np.testing.assert_array_equal(one[0], fn(image, tf.constant([4, 5])).numpy())
+    empty = tf.zeros([0, 16, 16, 3], tf.uint8)
+    assert augment.augment_batch(empty, tf.zeros([0, 2], tf.int32), fn).shape == (0, 16, 16, 3)
+
+
 def test_blend_under_xla_rounds_the_product_on_its_own():
     """A multiply and add fused into an FMA round once; PIL rounds twice (fails without
     augment._product's barrier on this machine's FMA units, 300 of 100,000 pixels)."""
