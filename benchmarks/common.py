@@ -31,6 +31,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
+        "cpu_simd": cpu_simd(),
         "commit": code_commit(),
         "tensorflow_onednn": onednn_enabled(),
     }
@@ -84,6 +85,28 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+# The vector extensions that decide which kernels TensorFlow, oneDNN and XNNPACK pick: the
+# machines these benchmarks run on differ (AVX-only hosts and AVX-512 + VNNI hosts were both seen).
+SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "neon",
+              "asimd")
+
+
+def cpu_simd(cpuinfo: str | None = None) -> list[str]:
+    """The SIMD_FLAGS this CPU reports in /proc/cpuinfo (or in `cpuinfo`), in SIMD_FLAGS order;
+    [] when unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key = line.split(":", 1)[0].strip().lower()
+        if key in ("flags", "features") and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    return [flag for flag in SIMD_FLAGS if flag in flags]
 
 
 def timed(fn, *args, **kwargs):

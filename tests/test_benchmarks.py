@@ -229,3 +229,15 @@ def test_op_seconds_come_from_a_real_tensorflow_profile(tmp_path):
     assert seconds["Mul"]["backward"] > 0, seconds  # the gradient of `** 2`, by node name
     with pytest.raises(FileNotFoundError, match="no \\*.xplane.pb profile under"):
         train_speed.op_seconds_from_trace(str(tmp_path / "empty"))
+
+
+def test_cpu_simd_reads_the_flags_line():
+    from benchmarks import common
+
+    text = ("processor\t: 0\nmodel name\t: AMD EPYC\n"
+            "flags\t\t: fpu sse2 avx fma avx2 avx512f avx512_vnni avx512bw\n\n"
+            "processor\t: 1\nflags\t\t: fpu sse2 avx fma avx2 avx512f avx512_vnni\n")
+    assert common.cpu_simd(text) == ["avx", "avx2", "fma", "avx512f", "avx512_vnni"]
+    assert common.cpu_simd("processor : 0\nFeatures : fp asimd evtstrm\n") == ["asimd"]
+    assert common.cpu_simd("") == []
+    assert set(common.cpu_simd()) <= set(common.SIMD_FLAGS)
