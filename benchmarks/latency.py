@@ -5,6 +5,10 @@
 - keras.applications.EfficientNetB0 -> TFLite fp32 and int8 (the same converter settings);
 - timm `efficientnet_b0` -> ONNX (torch.onnx) -> onnxruntime, when torch and timm are installed.
 
+Every contender does the same job: float32 pixels in [0, 255] in, class probabilities out, the
+input normalisation included (keras.applications gets the ImageNet statistics its weights file
+would load; timm's model is wrapped with its normalisation and a softmax).
+
 Latency is the p50 of batch-1 calls and throughput images/s at batch 32, warm-up excluded, all
 runtimes with the same thread count. Weights are random: latency does not depend on them.
 """
@@ -70,6 +74,7 @@ def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[
     import tensorflow as tf
 
     model = keras.applications.EfficientNetB0(weights=None, input_shape=(SIZE, SIZE, 3))
+    _imagenet_normalization(model)
     saved = os.path.join(directory, "keras_applications_b0")
     model.export(saved, format="tf_saved_model", verbose=False)
     paths = {}
@@ -86,6 +91,27 @@ def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[
             handle.write(converter.convert())
         paths[kind] = path
     return paths
+
+
+# What `keras.applications.EfficientNetB0(weights="imagenet")` loads into its Normalization
+# layer (on pixels / 255): the ImageNet mean and the squared standard deviation.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_VARIANCE = (0.229**2, 0.224**2, 0.225**2)
+
+
+def _imagenet_normalization(model) -> None:
+    """Gives a weights=None keras.applications model the input normalisation a deployed one has.
+
+    Without weights its Normalization layer holds mean 0 and variance 1, which the TFLite
+    converter removes: the peer then skips the per-channel subtraction every real deployment
+    (and our export) runs on each input pixel, worth ~20% of a B0 int8 call on AVX-512 hosts.
+    """
+    layer = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
+    mean, variance, count = layer.get_weights()
+    layer.set_weights([np.asarray(IMAGENET_MEAN, mean.dtype).reshape(mean.shape),
+                       np.asarray(IMAGENET_VARIANCE, variance.dtype).reshape(variance.shape),
+                       count])
+    layer.finalize_state()  # the layer reads its adapted statistics from here on
 
 
 def _timm_onnx(directory: str) -> str | None:

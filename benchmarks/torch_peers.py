@@ -65,11 +65,25 @@ def export_onnx(size: int, output: str) -> dict:
     import timm
     import torch
 
-    model = timm.create_model("efficientnet_b0", num_classes=1000).eval()
+    class PixelsToProbabilities(torch.nn.Module):
+        """The job our export and keras.applications' do: pixels in [0, 255] -> probabilities,
+        with timm's own normalisation constants (its models take normalised tensors)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            config = model.pretrained_cfg
+            self.register_buffer("mean", 255 * torch.tensor(config["mean"]).view(1, 3, 1, 1))
+            self.register_buffer("std", 255 * torch.tensor(config["std"]).view(1, 3, 1, 1))
+
+        def forward(self, pixels):
+            return torch.softmax(self.model((pixels - self.mean) / self.std), dim=-1)
+
+    model = PixelsToProbabilities(timm.create_model("efficientnet_b0", num_classes=1000)).eval()
     with torch.no_grad():
-        torch.onnx.export(model, torch.randn(1, 3, size, size), output, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(model, 255 * torch.rand(1, 3, size, size), output,
+                          input_names=["images"], output_names=["probabilities"],
+                          dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
     return {"path": output, "torch": torch.__version__, "timm": timm.__version__}
 
 

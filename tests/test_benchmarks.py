@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import accuracy, common, gpu_jax
@@ -241,3 +242,19 @@ def test_cpu_simd_reads_the_flags_line():
     assert common.cpu_simd("processor : 0\nFeatures : fp asimd evtstrm\n") == ["asimd"]
     assert common.cpu_simd("") == []
     assert set(common.cpu_simd()) <= set(common.SIMD_FLAGS)
+
+
+def test_keras_applications_peer_normalises_its_input_like_a_deployed_model():
+    """weights=None leaves keras.applications' Normalization at mean 0 / variance 1, which the
+    TFLite converter drops: the latency peer would skip work that every deployment runs."""
+    import keras
+
+    from benchmarks import latency
+
+    model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3))
+    latency._imagenet_normalization(model)
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 4, 4, 3)).astype("float32")
+    layer = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
+    expected = (pixels / 255 - np.array(latency.IMAGENET_MEAN)) / np.sqrt(
+        latency.IMAGENET_VARIANCE)
+    np.testing.assert_allclose(np.asarray(layer(pixels / 255)), expected, rtol=1e-5, atol=1e-6)
