@@ -315,6 +315,35 @@ def test_int8_model_runs_and_its_gap_is_reported(exported):
 
 
 @pytest.mark.slow
+def test_int8_model_normalises_with_one_delegated_op(exported):
+    """The input normalisation is a depthwise convolution, which XNNPACK runs; per-channel SUB
+    and MUL, which it leaves to TFLite's slower kernels, are not in the model."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(
+        model_path=str(exported["dir"] / "model_int8.tflite"),
+        experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert ops[:2] == ["QUANTIZE", "DEPTHWISE_CONV_2D"]
+    assert "SUB" not in ops
+
+
+def test_inference_normalisation_equals_the_training_one():
+    import tensorflow as tf
+
+    from efficientnet.data.preprocessing import normalize_images
+    from efficientnet.export.serving import normalize_for_inference
+    from efficientnet.models import get_spec
+
+    pixels = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)), tf.float32)
+    for name in ("efficientnet-b0", "efficientnetv2-s", "se-resnext50"):
+        spec = get_spec(name)
+        np.testing.assert_allclose(normalize_for_inference(pixels, spec).numpy(),
+                                   normalize_images(pixels, spec).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_int8_with_signed_input_matches_the_uint8_model(exported, tmp_path):
     from efficientnet.export.converters import convert_tflite
     from efficientnet.export.images import read_split
