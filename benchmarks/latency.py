@@ -10,7 +10,8 @@ input normalisation included (keras.applications gets the ImageNet statistics it
 would load; timm's model is wrapped with its normalisation and a softmax).
 
 Latency is the p50 of batch-1 calls and throughput images/s at batch 32, warm-up excluded, all
-runtimes with the same thread count. Weights are random: latency does not depend on them.
+runtimes with the same thread count; every contender is measured in interleaved rounds and keeps
+its best round. Weights are random: latency does not depend on them.
 """
 
 from __future__ import annotations
@@ -129,8 +130,10 @@ def run(quick: bool = False) -> dict:
 
     threads = os.cpu_count() or 1
     runs = 10 if quick else 40
+    rounds = 2 if quick else 3
     calibration = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
     figures: dict[str, dict] = {}
+    contenders: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as directory:
         keras.backend.clear_session()
         model = models.build("efficientnet-b0", image_size=SIZE)
@@ -141,15 +144,28 @@ def run(quick: bool = False) -> dict:
             if "error" in entry:
                 figures[f"ours {fmt}"] = {"error": entry["error"]}
                 continue
-            predictor = load_predictor(os.path.join(config.export_dir, entry["file"]), threads)
-            figures[f"ours {fmt}"] = infer.benchmark(predictor, runs=runs)
+            contenders[f"ours {fmt}"] = load_predictor(
+                os.path.join(config.export_dir, entry["file"]), threads)
         for kind, path in _keras_applications_tflite(directory, calibration).items():
-            figures[f"keras.applications tflite {kind}"] = infer.benchmark(
-                _TFLiteRunner(path, threads), runs=runs)
+            contenders[f"keras.applications tflite {kind}"] = _TFLiteRunner(path, threads)
         timm_path = _timm_onnx(directory)
         if timm_path:
-            figures["timm onnxruntime"] = infer.benchmark(_OnnxNCHWRunner(timm_path, threads),
-                                                          runs=runs)
+            contenders["timm onnxruntime"] = _OnnxNCHWRunner(timm_path, threads)
+        # Interleaved rounds, best reading of each contender: this shared machine's speed drifts
+        # between and within minutes, and one pass per contender put that drift in the ratios.
+        for _ in range(rounds):
+            for name, predictor in contenders.items():
+                reading = infer.benchmark(predictor, runs=runs)
+                best = figures.get(name)
+                if best is None:
+                    figures[name] = {**reading, "rounds": 1}
+                    continue
+                best["rounds"] += 1
+                best["images_per_second"] = max(best["images_per_second"],
+                                                reading["images_per_second"])
+                if reading["batch1_p50_ms"] < best["batch1_p50_ms"]:
+                    best["batch1_p50_ms"] = reading["batch1_p50_ms"]
+                    best["batch1_p90_ms"] = reading["batch1_p90_ms"]
 
     ok = {k: v for k, v in figures.items() if "error" not in v}
     peers = {k: v for k, v in ok.items() if not k.startswith("ours")}
@@ -178,6 +194,7 @@ def run(quick: bool = False) -> dict:
              [n.replace("keras.applications", "keras.app").replace(" ", "\n", 1) for n in names],
              [ok[n]["batch1_p50_ms"] for n in names], "milliseconds",
              note=f"{threads} threads; random weights")
-    return {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs},
+    return {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs,
+                         "rounds": rounds},
             "figures": figures, "best_ours": best_ours, "best_peer": best_peer,
             "ratio_best_ours_vs_best_peer": round(ratio, 3), "summary": summary}
