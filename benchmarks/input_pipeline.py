@@ -148,8 +148,10 @@ def _jpeg_records(paths: list[str], output_directory: str) -> str:
 def run(quick: bool = False, plot: bool = True) -> dict:
     cores = _cores()
     num_images = 400 if quick else 2000
-    batches = 8 if quick else 120
+    batches = 8 if quick else 200
+    rounds = 1 if quick else 3
     result: dict = {"cores": cores, "image_size": SIZE, "batch_size": BATCH,
+                    "pipeline_batches": batches, "pipeline_rounds": rounds,
                     "source_images": f"{num_images} JPEGs {WIDTH}x{HEIGHT} q90"}
     with tempfile.TemporaryDirectory() as tmp:
         images_dir = os.path.join(tmp, "images")
@@ -159,7 +161,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         pattern = _jpeg_records(paths, records_dir)
 
         pipeline = {}
-        for _ in range(1 if quick else 2):  # interleaved rounds, best reading of each
+        for _ in range(rounds):  # interleaved rounds, best reading of each
             for name, augment_name in (("plain", None), ("autoaugment", "autoaugment"),
                                        ("randaugment", "randaugment")):
                 rate = pipeline_images_per_sec(pattern, augment_name, batches)
