@@ -182,12 +182,15 @@ def test_policies_are_seeded(policy):
 
 
 @pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
-def test_compiled_batch_augmentation_equals_each_image_augmented_alone(policy):
-    """The input pipeline's XLA program draws the same ops and gives the same pixels as the
-    eager functions (which match PIL): no FMA fusion, no float/ranged random draws under XLA."""
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_compiled_batch_augmentation_equals_each_image_augmented_alone(policy, jit_compile):
+    """The input pipeline's XLA program (and the same function without XLA) draws the same ops
+    and gives the same pixels as the eager functions (which match PIL): no FMA fusion, no
+    float/ranged random draws under XLA."""
     rng = np.random.default_rng(3)
     images = tf.constant(rng.integers(0, 256, (12, 28, 36, 3), dtype=np.uint8))
-    batch_fn = augment.get_batch_augment_fn(policy, num_layers=2, magnitude=9)
+    batch_fn = augment.get_batch_augment_fn(policy, num_layers=2, magnitude=9,
+                                            jit_compile=jit_compile)
     one_fn = augment.get_augment_fn(policy, num_layers=2, magnitude=9)
     changed = 0
     for round_ in range(2):

@@ -529,13 +529,14 @@ def augment_batch(images, seeds, augment_fn):
 
     def body(i, current, output):
         result = _checked(augment_fn(current, seeds[i]), current)
-        output = tf.tensor_scatter_nd_update(output, [[i]], result[None])
         following = tf.gather(images, tf.minimum(i + 1, count - 1))
-        return i + 1, following, output
+        return i + 1, following, output.write(i, result)
 
+    # A TensorArray: written in place (one image per step) in TensorFlow's kernels and in XLA.
+    output = tf.TensorArray(images.dtype, size=count, element_shape=images.shape[1:])
     _, _, output = tf.while_loop(lambda i, current, output: i < count, body,
-                                 (tf.constant(0), tf.gather(images, 0), tf.zeros_like(images)))
-    return output
+                                 (tf.constant(0), tf.gather(images, 0), output))
+    return tf.ensure_shape(output.stack(), images.shape)
 
 
 def get_batch_augment_fn(name: str, num_layers: int = 2, magnitude: float = 10,
