@@ -25,13 +25,14 @@ def utc_now() -> str:
 
 def machine_info() -> dict:
     """What a figure was measured on: CPU, cores, library versions, date."""
+    cpuinfo = _cpuinfo()
     info = {
         "date": utc_now(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "cpu": _cpu_model(),
-        "cpu_simd": cpu_simd(),
+        "cpu": _cpu_model(cpuinfo),
+        "cpu_simd": cpu_simd(cpuinfo),
         "commit": code_commit(),
         "tensorflow_onednn": onednn_enabled(),
     }
@@ -77,13 +78,18 @@ def code_commit() -> str | None:
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, or "" where there is none."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        return ""
+
+
+def _cpu_model(cpuinfo: str | None = None) -> str:
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
@@ -96,13 +102,8 @@ SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_t
 def cpu_simd(cpuinfo: str | None = None) -> list[str]:
     """The SIMD_FLAGS this CPU reports in /proc/cpuinfo (or in `cpuinfo`), in SIMD_FLAGS order;
     [] when unknown."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return []
     flags: set[str] = set()
-    for line in cpuinfo.splitlines():
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         key = line.split(":", 1)[0].strip().lower()
         if key in ("flags", "features") and ":" in line:
             flags.update(line.split(":", 1)[1].split())
