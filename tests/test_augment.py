@@ -336,3 +336,19 @@ def test_mix_batch_switches_and_passes_through():
     both = [augment.mix_batch(images, labels, tf.constant([s, 0]), 0.2, 1.0)[0].numpy()
             for s in range(8)]
     assert all(b.shape == images.shape for b in both)
+
+
+def test_unfused_keeps_every_value_and_shape():
+    """The identity-matrix dot that stops XLA fusing index arithmetic into gathers is exact for
+    int32 below 2**24 and finite float32, at sizes that are not a multiple of its width."""
+    ints = tf.constant([[0, 1, -1, 2**24 - 1, -(2**24 - 1)], [7, 255, 767, 50177, -3]], tf.int32)
+    floats = tf.constant([0.1, -0.0, 123.456, -1e30, 3e38, 1.5e-38, 2.5], tf.float32)
+    compiled = tf.function(augment._unfused, jit_compile=True)
+    for values in (ints, floats, ints[:, :3]):
+        for fn in (augment._unfused, compiled):
+            out = fn(values)
+            assert out.dtype == values.dtype and out.shape == values.shape
+            np.testing.assert_array_equal(out.numpy(), values.numpy())
+    unknown = tf.function(augment._unfused,
+                          input_signature=[tf.TensorSpec([None], tf.int32)]).get_concrete_function()
+    assert unknown(tf.constant([3, 4])).numpy().tolist() == [3, 4]  # no static size: as it is
