@@ -316,17 +316,21 @@ def test_int8_model_runs_and_its_gap_is_reported(exported):
 
 @pytest.mark.slow
 def test_int8_model_normalises_with_one_delegated_op(exported):
-    """The input normalisation is a depthwise convolution, which XNNPACK runs; per-channel SUB
-    and MUL, which it leaves to TFLite's slower kernels, are not in the model."""
+    """The input normalisation is a depthwise convolution on groups of 16 pixels (48 channels),
+    which XNNPACK runs; per-channel SUB and MUL, which it leaves to TFLite's slower kernels, are
+    not in the model."""
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(
         model_path=str(exported["dir"] / "model_int8.tflite"),
         experimental_op_resolver_type=(
             tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    ops = [op["op_name"] for op in interpreter._get_ops_details()]
-    assert ops[:2] == ["QUANTIZE", "DEPTHWISE_CONV_2D"]
-    assert "SUB" not in ops
+    ops = interpreter._get_ops_details()
+    assert [op["op_name"] for op in ops[:4]] == [
+        "QUANTIZE", "RESHAPE", "DEPTHWISE_CONV_2D", "RESHAPE"]
+    depthwise_input = interpreter._get_tensor_details(ops[2]["inputs"][0], 0)
+    assert list(depthwise_input["shape"][1:]) == [IMAGE_SIZE, IMAGE_SIZE // 16, 48]
+    assert "SUB" not in [op["op_name"] for op in ops]
 
 
 def test_inference_normalisation_equals_the_training_one():
@@ -336,11 +340,14 @@ def test_inference_normalisation_equals_the_training_one():
     from efficientnet.export.serving import normalize_for_inference
     from efficientnet.models import get_spec
 
-    pixels = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)), tf.float32)
-    for name in ("efficientnet-b0", "efficientnetv2-s", "se-resnext50"):
-        spec = get_spec(name)
-        np.testing.assert_allclose(normalize_for_inference(pixels, spec).numpy(),
-                                   normalize_images(pixels, spec).numpy(), rtol=1e-6, atol=1e-6)
+    rng = np.random.default_rng(0)
+    for height, width in ((5, 7), (4, 224), (3, 300), (2, 17)):  # pixel groups 7, 16, 15, 1
+        pixels = tf.constant(rng.uniform(0, 255, (2, height, width, 3)), tf.float32)
+        for name in ("efficientnet-b0", "efficientnetv2-s", "se-resnext50"):
+            spec = get_spec(name)
+            np.testing.assert_allclose(normalize_for_inference(pixels, spec).numpy(),
+                                       normalize_images(pixels, spec).numpy(),
+                                       rtol=1e-6, atol=1e-6, err_msg=f"{name} {width}")
 
 
 @pytest.mark.slow
@@ -500,6 +507,10 @@ def test_quantize_input_rounds_clips_and_keeps_float_inputs():
     assert int8.dtype == np.int8 and int8.tolist() == [[-128, -128, -64, 22, -128]]
     same = quantize_input(pixels, {"dtype": np.float32, "quantization": (0.0, 0)})
     assert same.dtype == np.float32 and np.array_equal(same, pixels)
+    halves = np.array([2.5, 3.5, 254.5, 255.5], np.float32)  # to even, as np.round
+    assert quantize_input(halves, {"dtype": np.uint8, "quantization": (1.0, 0)}).tolist() == [
+        2, 4, 254, 255]
+    assert pixels.tolist() == [[0.0, 1.0, np.float32(127.4), 300.0, -20.0]]  # input untouched
 
 
 def test_grouped_convolution_matches_keras_and_converts_to_onnx(tmp_path):
