@@ -544,3 +544,27 @@ def test_grouped_convolution_matches_keras_and_converts_to_onnx(tmp_path):
     graph = onnx.load(str(tmp_path / "export" / "model.onnx")).graph
     kinds = {node.op_type for node in graph.node}
     assert "Conv" in kinds and not kinds & {"StatefulPartitionedCall", "PartitionedCall"}
+
+
+@pytest.mark.slow
+def test_tflite_predictor_equals_the_signature_runner_across_batch_sizes(exported):
+    """The predictor runs the signature's graph directly and resizes only when the batch
+    changes: batches of 3, 1, 3 give what TFLite's signature runner gives."""
+    import tensorflow as tf
+
+    from efficientnet.export.images import read_split
+    from efficientnet.export.runtime import load_predictor, quantize_input
+
+    pixels, _ = read_split(exported["data_dir"], "validation", IMAGE_SIZE, NUM_CLASSES, 3)
+    for name in ("model_fp32.tflite", "model_int8.tflite"):
+        path = str(exported["dir"] / name)
+        predictor = load_predictor(path)
+        assert predictor._runner is None  # the direct path
+        runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serving_default")
+        detail = runner.get_input_details()["images"]
+        scale, zero_point = runner.get_output_details()["probabilities"]["quantization"]
+        for batch in (pixels, pixels[:1], pixels):
+            expected = runner(images=quantize_input(batch, detail))["probabilities"]
+            if expected.dtype != np.float32:
+                expected = (expected.astype(np.float32) - zero_point) * scale
+            np.testing.assert_array_equal(predictor.predict(batch), expected, err_msg=name)

@@ -106,14 +106,35 @@ class TFLitePredictor(Predictor):
         self.input_dtype = np.dtype(self._input["dtype"])
         scale, zero_point = self._input["quantization"]
         self.input_quantization = (float(scale), int(zero_point))
+        self._batch_shape = None
+        if self._runner._subgraph_index == 0:
+            # The signature is the main graph: `_invoke` runs it directly (a live signature
+            # runner would make the interpreter refuse to resize its input).
+            self._runner = None
 
     def predict(self, pixels):
         pixels = quantize_input(pixels, self._input)
-        probabilities = self._runner(**{self._input_name: pixels})["probabilities"]
+        if self._runner is None:
+            probabilities = self._invoke(pixels)
+        else:
+            probabilities = self._runner(**{self._input_name: pixels})["probabilities"]
         if probabilities.dtype != np.float32:
             scale, zero_point = self._output["quantization"]
             probabilities = (probabilities.astype(np.float32) - zero_point) * scale
         return probabilities
+
+    def _invoke(self, pixels):
+        """The signature's graph on `pixels`, reading only the probabilities: the signature
+        runner resizes the input and reallocates every tensor on each call and copies every
+        output (~40 us of a 1.8 ms B0 int8 call); here that happens when the batch changes."""
+        interpreter = self._interpreter
+        if self._batch_shape != pixels.shape:
+            interpreter.resize_tensor_input(self._input["index"], pixels.shape)
+            interpreter.allocate_tensors()
+            self._batch_shape = pixels.shape
+        interpreter.set_tensor(self._input["index"], pixels)
+        interpreter.invoke()
+        return interpreter.get_tensor(self._output["index"])
 
 
 def quantize_input(pixels, detail: dict) -> np.ndarray:
