@@ -107,7 +107,7 @@ class TFLitePredictor(Predictor):
         scale, zero_point = self._input["quantization"]
         self.input_quantization = (float(scale), int(zero_point))
         self._batch_shape = None
-        if self._runner._subgraph_index == 0:
+        if getattr(self._runner, "_subgraph_index", None) == 0:
             # The signature is the main graph: `_invoke` runs it directly (a live signature
             # runner would make the interpreter refuse to resize its input).
             self._runner = None
