@@ -2,7 +2,8 @@
 
 - ours: `efficientnet.export.export_model` -> SavedModel, TFLite fp32 / fp16 / int8, ONNX, each run
   through `efficientnet.export.load_predictor` (what `python -m efficientnet.infer` uses);
-- keras.applications.EfficientNetB0 -> TFLite fp32 and int8 (the same converter settings);
+- keras.applications.EfficientNetB0 -> TFLite fp32 and int8 (the same converter settings: full
+  integer, with our export's default input/output type, int8);
 - timm `efficientnet_b0` -> ONNX (torch.onnx) -> onnxruntime, when torch and timm are installed.
 
 Every contender does the same job: float32 pixels in [0, 255] in, class probabilities out, the
@@ -21,6 +22,7 @@ import tempfile
 
 import numpy as np
 
+from efficientnet.export.config import ExportConfig
 from efficientnet.export.runtime import quantize_input
 
 SIZE = 224
@@ -85,8 +87,9 @@ def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: ([image[None]] for image in calibration)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
+            io_type = {"uint8": tf.uint8, "int8": tf.int8}[ExportConfig.int8_io_type]
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
         path = os.path.join(directory, f"keras_applications_b0_{kind}.tflite")
         with open(path, "wb") as handle:
             handle.write(converter.convert())

@@ -303,11 +303,11 @@ def test_int8_model_runs_and_its_gap_is_reported(exported):
     from efficientnet.export.runtime import load_predictor
 
     entry = exported["report"]["formats"]["tflite_int8"]
-    assert entry["io_type"] == "uint8"
+    assert entry["io_type"] == "int8"
     assert entry["top1_gap_vs_keras"] == pytest.approx(
         exported["report"]["keras"]["top1"] - entry["top1"])
     predictor = load_predictor(str(exported["dir"] / entry["file"]))
-    assert predictor.input_dtype == np.uint8
+    assert predictor.input_dtype == np.int8 and predictor.input_quantization == (1.0, -128)
     pixels, labels = read_split(exported["data_dir"], "validation", IMAGE_SIZE, NUM_CLASSES, 8)
     probabilities = predictor.predict(pixels)
     assert probabilities.shape == (8, NUM_CLASSES) and probabilities.dtype == np.float32
@@ -316,9 +316,9 @@ def test_int8_model_runs_and_its_gap_is_reported(exported):
 
 @pytest.mark.slow
 def test_int8_model_normalises_with_one_delegated_op(exported):
-    """The input normalisation is a depthwise convolution on groups of 16 pixels (48 channels),
-    which XNNPACK runs; per-channel SUB and MUL, which it leaves to TFLite's slower kernels, are
-    not in the model."""
+    """The int8 model starts with the input normalisation, a depthwise convolution on groups of
+    16 pixels (48 channels), which XNNPACK runs: no uint8 -> int8 QUANTIZE before it (int8
+    input), and no per-channel SUB and MUL, which XNNPACK leaves to TFLite's slower kernels."""
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(
@@ -326,9 +326,8 @@ def test_int8_model_normalises_with_one_delegated_op(exported):
         experimental_op_resolver_type=(
             tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
     ops = interpreter._get_ops_details()
-    assert [op["op_name"] for op in ops[:4]] == [
-        "QUANTIZE", "RESHAPE", "DEPTHWISE_CONV_2D", "RESHAPE"]
-    depthwise_input = interpreter._get_tensor_details(ops[2]["inputs"][0], 0)
+    assert [op["op_name"] for op in ops[:3]] == ["RESHAPE", "DEPTHWISE_CONV_2D", "RESHAPE"]
+    depthwise_input = interpreter._get_tensor_details(ops[1]["inputs"][0], 0)
     assert list(depthwise_input["shape"][1:]) == [IMAGE_SIZE, IMAGE_SIZE // 16, 48]
     assert "SUB" not in [op["op_name"] for op in ops]
 
@@ -351,17 +350,17 @@ def test_inference_normalisation_equals_the_training_one():
 
 
 @pytest.mark.slow
-def test_int8_with_signed_input_matches_the_uint8_model(exported, tmp_path):
+def test_int8_with_unsigned_input_matches_the_default_signed_model(exported, tmp_path):
     from efficientnet.export.converters import convert_tflite
     from efficientnet.export.images import read_split
     from efficientnet.export.runtime import load_predictor
 
     calibration, _ = read_split(exported["data_dir"], "train", IMAGE_SIZE, None, 20)
-    path = str(tmp_path / "signed.tflite")
-    convert_tflite(str(exported["dir"] / "saved_model"), path, "int8", calibration, "int8")
-    signed = load_predictor(path)
-    assert signed.input_dtype == np.int8 and signed.input_quantization == (1.0, -128)
-    unsigned = load_predictor(str(exported["dir"] / "model_int8.tflite"))
+    path = str(tmp_path / "unsigned.tflite")
+    convert_tflite(str(exported["dir"] / "saved_model"), path, "int8", calibration, "uint8")
+    unsigned = load_predictor(path)
+    assert unsigned.input_dtype == np.uint8 and unsigned.input_quantization == (1.0, 0)
+    signed = load_predictor(str(exported["dir"] / "model_int8.tflite"))
     pixels, _ = read_split(exported["data_dir"], "validation", IMAGE_SIZE, None, 16)
     np.testing.assert_allclose(signed.predict(pixels), unsigned.predict(pixels), atol=0.02)
 

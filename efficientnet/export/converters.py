@@ -19,7 +19,7 @@ def convert_tflite(
     path: str,
     quantization: str | None = None,
     representative_images: Iterable[np.ndarray] | None = None,
-    int8_io_type: str = "uint8",
+    int8_io_type: str = "int8",
 ) -> None:
     """Converts the pixels signature to TFLite.
 
