@@ -133,7 +133,7 @@ def run(quick: bool = False) -> dict:
 
     threads = os.cpu_count() or 1
     runs = 10 if quick else 40
-    rounds = 2 if quick else 3
+    rounds = 2 if quick else 5
     calibration = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
     figures: dict[str, dict] = {}
     contenders: dict[str, object] = {}

@@ -108,7 +108,7 @@ def synthetic_images(count: int, image_size: int, seed: int = 0) -> np.ndarray:
     rows = coarse[:, low] * (1 - row_weight) + coarse[:, high] * row_weight
     images = rows[:, :, low] * (1 - col_weight) + rows[:, :, high] * col_weight
     images += rng.normal(0, 8, size=images.shape)
-    return np.clip(images, 0, 255).astype(np.float32)
+    return np.ascontiguousarray(np.clip(images, 0, 255), dtype=np.float32)
 
 
 def list_image_files(inputs: list[str]) -> list[str]:
