@@ -146,8 +146,8 @@ def quantize_input(pixels, detail: dict) -> np.ndarray:
         return pixels
     scale, zero_point = detail["quantization"]
     info = np.iinfo(dtype)
-    # round(pixels / scale + zero_point), clipped, in one float32 buffer (in place: a third less
-    # time than the same expression with temporaries, ~60 us for one 224 px image)
+    # round(pixels / scale + zero_point), clipped, in one float32 buffer (in place: 47 us for
+    # one 224 px image, 61 with a temporary per step)
     quantized = np.divide(pixels, np.float32(scale))
     if zero_point:
         np.add(quantized, np.float32(zero_point), out=quantized)
