@@ -311,7 +311,9 @@ def _round_half_away(x):
 def _gather_pixels(image, in_y, in_x, unfused_index: bool = False):
     """image[in_y, in_x] for int32 [H, W] source coordinates, 128 where they fall outside
     (`unfused_index`: the flat indices are computed once, see `_unfused`, when the image has a
-    static size below 2**24 pixels)."""
+    static size below 2**24 pixels; worth it for `transform`'s indices from float arithmetic,
+    not for a translation's integer ones, which fuse cheaply: TranslateX 0.03 ms net per 224 px
+    image fused, 0.11 unfused)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     inside = (in_x >= 0) & (in_x < width) & (in_y >= 0) & (in_y < height)
     index = tf.where(inside, in_y * width + in_x + 1, 0)
@@ -348,7 +350,8 @@ def transform(image, matrix):
     x = (across[0] + down[0]) + m[2]
     y = (across[1] + down[1]) + m[5]
     if projective:
-        x, y = x / ((across[2] + down[2]) + 1.0), y / ((across[2] + down[2]) + 1.0)
+        projection = (across[2] + down[2]) + 1.0
+        x, y = x / projection, y / projection
     return _gather_pixels(image, _round_half_away(y), _round_half_away(x), unfused_index=True)
 
 
