@@ -127,7 +127,7 @@ def write_result(name: str, result: dict) -> Path:
 
 
 def bar_plot(name: str, title: str, labels: list[str], values: list[float], ylabel: str,
-             note: str = "") -> Path | None:
+             note: str = "", rotation: int = 0) -> Path | None:
     """A PNG bar chart `results/<name>.png` (skipped without matplotlib)."""
     try:
         import matplotlib
@@ -143,6 +143,8 @@ def bar_plot(name: str, title: str, labels: list[str], values: list[float], ylab
                       ha="center", va="bottom", fontsize=9)
     axis.set_title(title)
     axis.set_ylabel(ylabel)
+    if rotation:
+        axis.tick_params(axis="x", labelrotation=rotation)
     if note:
         figure.text(0.01, 0.01, note, fontsize=7, color="#555555")
     figure.tight_layout(rect=(0, 0.04, 1, 1))

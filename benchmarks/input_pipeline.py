@@ -3,12 +3,17 @@
 - `efficientnet.data.build_dataset` training input at 224 px, batch 32, on ImageNet-sized JPEG
   records (500x375, generated): plain decode + random crop + flip, then + AutoAugment,
   + RandAugment (2 layers, magnitude 10); the cost of each augmentation relative to plain.
+- What each augmentation op costs: every op applied to every image of a batch in the compiled
+  batch program the pipeline runs (one thread, its own process), per image net of the program
+  that leaves the images as they are, and from that table the op cost a policy adds per image
+  on average (each op weighted by how often the policy applies it).
 - `tfrecord_tools.convert_folder` (worker processes) against a baseline that converts one image
   at a time with threads the way the TF-models `build_imagenet_data.py` does (TensorFlow decode
   of every image to check it, a tf.train.Example, one TFRecordWriter per thread).
 
     python -m benchmarks run --only input [--quick]
     python benchmarks/input_pipeline.py [--quick]
+    python benchmarks/input_pipeline.py --op_costs    # the op table alone
 """
 
 from __future__ import annotations
@@ -70,6 +75,97 @@ def pipeline_images_per_sec(pattern: str, augment_name: str | None, batches: int
         images, _ = next(iterator)
     tf.debugging.assert_all_finite(images, "pipeline output")
     return batches * BATCH / (time.perf_counter() - start)
+
+
+IDENTITY_OP = "Identity"
+OP_COST_LEVEL = 5.0  # magnitude on the 0..10 scale; these ops cost the same at any level
+
+
+def smooth_images(count: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """uint8 [count, size, size, 3]: the pipeline's kind of content (coarse colour fields
+    resized bicubically, plus noise), without a JPEG round trip."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        image = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
+        noisy = image + rng.normal(0, 6, image.shape)
+        images.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return np.stack(images)
+
+
+def forced_op_batch_fn(name: str, level: float = OP_COST_LEVEL):
+    """A compiled fn(uint8 images, seeds) applying op `name` (or IDENTITY_OP) to every image,
+    through the same per-image loop and op selection as the pipeline's batch program (the op
+    index is a tensor, so the selection is not folded away)."""
+    import tensorflow as tf
+
+    from efficientnet.data import augment
+
+    index = augment.IDENTITY if name == IDENTITY_OP else augment.OP_NAMES.index(name)
+
+    def augment_fn(image, seed):
+        op = tf.constant(index) + 0 * seed[0]
+        return augment.apply_op_by_index(op, image, level, seed, augment.AUTOAUGMENT_CONSTS)
+
+    return tf.function(lambda images, seeds: augment.augment_batch(images, seeds, augment_fn),
+                       jit_compile=True, autograph=False)
+
+
+def measure_op_costs(ops, rounds: int = 5, calls: int = 20, batch: int = BATCH) -> dict:
+    """{op: ms of CPU per image net of the identity program, "loop": the identity program's ms
+    per image}: best of `rounds` interleaved rounds of `calls` calls on one batch."""
+    import tensorflow as tf
+
+    images = tf.constant(smooth_images(batch))
+    seeds = tf.constant(np.random.default_rng(1).integers(0, 2**31 - 1, (batch, 2)), tf.int32)
+    names = [IDENTITY_OP] + [op for op in ops if op != IDENTITY_OP]
+    programs = {name: forced_op_batch_fn(name) for name in names}
+    for program in programs.values():  # compile
+        program(images, seeds).numpy()
+    best = {name: float("inf") for name in names}
+    for _ in range(rounds):
+        for name, program in programs.items():
+            start = time.process_time()
+            for _ in range(calls):
+                output = program(images, seeds)
+            output.numpy()
+            best[name] = min(best[name], (time.process_time() - start) / calls / batch * 1e3)
+    loop = best.pop(IDENTITY_OP)
+    return {"loop": round(loop, 4),
+            **{name: round(max(value - loop, 0.0), 4) for name, value in best.items()}}
+
+
+def expected_op_cost(costs: dict, num_layers: int = 2) -> dict:
+    """Average op cost per image of AutoAugment v0 (each sub-policy drawn with probability 1/25,
+    each of its ops applied with its probability) and of RandAugment (`num_layers` ops drawn
+    uniformly), from per-op `costs`; with each op's share of the AutoAugment figure."""
+    from efficientnet.data import augment
+
+    shares: dict = {}
+    for sub_policy in augment.POLICY_V0:
+        for name, probability, _ in sub_policy:
+            shares[name] = shares.get(name, 0.0) + probability * costs[name] / len(
+                augment.POLICY_V0)
+    autoaugment = sum(shares.values())
+    randaugment = num_layers * sum(costs[name] for name in augment.RANDAUGMENT_OPS) / len(
+        augment.RANDAUGMENT_OPS)
+    return {"autoaugment": autoaugment, "randaugment": randaugment,
+            "autoaugment_share": {name: value / autoaugment if autoaugment else 0.0
+                                  for name, value in sorted(shares.items())}}
+
+
+def op_costs_in_subprocess(rounds: int, calls: int) -> dict:
+    """measure_op_costs for every op, in a fresh process on one TensorFlow thread (per-core
+    costs; this process may already run TensorFlow with its default thread pools)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.input_pipeline", "--op_costs",
+         f"--rounds={rounds}", f"--calls={calls}"],
+        check=True, capture_output=True, text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def baseline_convert(paths: list[str], output_directory: str, num_threads: int) -> float:
@@ -183,6 +279,17 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         ours, ours_wall = max(r[0] for r in runs), max(r[1] for r in runs)
         ours_full = max(ours_convert(images_dir, _fresh(tmp, f"ours_full{i}"), cores,
                                      full_decode=True)[0] for i in range(repeats))
+    op_costs = op_costs_in_subprocess(rounds=2 if quick else 5, calls=5 if quick else 20)
+    expected = expected_op_cost(op_costs)
+    result["augment_op_ms_per_image"] = op_costs
+    result["augment_op_conditions"] = (f"batch {BATCH} at {SIZE} px in one compiled call, one "
+                                       f"thread, magnitude {OP_COST_LEVEL:g}, CPU ms per image "
+                                       "net of the loop ('loop': the loop itself)")
+    result["augment_expected_op_ms_per_image"] = {
+        "autoaugment": round(expected["autoaugment"], 4),
+        "randaugment": round(expected["randaugment"], 4)}
+    result["autoaugment_op_share"] = {k: round(v, 3)
+                                      for k, v in expected["autoaugment_share"].items()}
     result["conversion_images_per_sec_per_core"] = {
         "tfrecord_tools": round(ours / cores, 1),
         "tfrecord_tools, whole command": round(ours_wall / cores, 1),
@@ -200,6 +307,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         f"conversion: {ours / cores:.0f} images/s/core vs {baseline / cores:.0f} for the "
         f"TF-models-style baseline ({ours / baseline:.1f}x; {ours_wall / baseline:.1f}x timing "
         f"the whole command; {ours_full / baseline:.1f}x with --full_decode)",
+        _op_summary(op_costs, expected),
     ]
     if not plot:
         return result
@@ -210,9 +318,24 @@ def run(quick: bool = False, plot: bool = True) -> dict:
                         list(result["conversion_images_per_sec_per_core"]),
                         list(result["conversion_images_per_sec_per_core"].values()),
                         "images / s / core", note=result["source_images"])
+        ops = sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)
+        common.bar_plot("input_ops", "Augmentation op cost, ms of CPU per 224 px image",
+                        ops, [op_costs[k] for k in ops], "ms / image", note=(
+                            result["augment_op_conditions"]), rotation=60)
     except Exception as error:  # plotting is optional
         result["plot_error"] = str(error)
     return result
+
+
+def _op_summary(op_costs: dict, expected: dict) -> str:
+    top = sorted(expected["autoaugment_share"].items(), key=lambda item: -item[1])[:2]
+    ops = sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)[:4]
+    return (f"augmentation ops, ms of CPU per image (one thread): "
+            + ", ".join(f"{k} {op_costs[k]:.3f}" for k in ops)
+            + f"; loop {op_costs['loop']:.3f}; on average AutoAugment "
+            f"{expected['autoaugment']:.3f} ("
+            + ", ".join(f"{k} {v:.0%}" for k, v in top)
+            + f"), RandAugment {expected['randaugment']:.3f}")
 
 
 def _fresh(parent: str, name: str) -> str:
@@ -229,5 +352,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer images and batches")
+    parser.add_argument("--op_costs", action="store_true",
+                        help="only the per-op augmentation costs, on one thread, as one JSON line")
+    parser.add_argument("--rounds", type=int, default=5, help="--op_costs: interleaved rounds")
+    parser.add_argument("--calls", type=int, default=20, help="--op_costs: calls per round")
     args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick, plot=False), indent=2))
+    if args.op_costs:
+        import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
+        import tensorflow as tf
+        from efficientnet.data import augment
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        print(json.dumps(measure_op_costs(augment.OP_NAMES, args.rounds, args.calls)))
+    else:
+        print(json.dumps(run(quick=args.quick, plot=False), indent=2))

@@ -258,3 +258,38 @@ def test_keras_applications_peer_normalises_its_input_like_a_deployed_model():
     expected = (pixels / 255 - np.array(latency.IMAGENET_MEAN)) / np.sqrt(
         latency.IMAGENET_VARIANCE)
     np.testing.assert_allclose(np.asarray(layer(pixels / 255)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_expected_op_cost_weights_each_op_by_how_often_a_policy_applies_it():
+    from benchmarks.input_pipeline import expected_op_cost
+    from efficientnet.data import augment
+
+    ones = expected_op_cost({name: 1.0 for name in augment.OP_NAMES})
+    # AutoAugment v0: its 50 op probabilities sum to 29.8, over 25 sub-policies; RandAugment
+    # applies 2 ops at every image.
+    assert ones["autoaugment"] == pytest.approx(29.8 / 25)
+    assert ones["randaugment"] == pytest.approx(2.0)
+    assert sum(ones["autoaugment_share"].values()) == pytest.approx(1.0)
+    only_equalize = expected_op_cost({name: float(name == "Equalize") for name in augment.OP_NAMES},
+                                     num_layers=3)
+    assert only_equalize["autoaugment"] == pytest.approx(8.0 / 25)  # Equalize: 8.0 of 29.8
+    assert only_equalize["randaugment"] == pytest.approx(3 / 16)  # one of 16 ops, 3 layers
+    assert only_equalize["autoaugment_share"]["Equalize"] == pytest.approx(1.0)
+    assert only_equalize["autoaugment_share"]["Rotate"] == 0.0
+
+
+def test_forced_op_programs_apply_exactly_that_op_to_every_image():
+    import tensorflow as tf
+
+    from benchmarks.input_pipeline import IDENTITY_OP, forced_op_batch_fn, smooth_images
+    from efficientnet.data import augment
+
+    images = smooth_images(3, size=24)
+    assert images.shape == (3, 24, 24, 3) and images.dtype == np.uint8
+    seeds = tf.constant([[1, 2], [3, 4], [5, 6]], tf.int32)
+    np.testing.assert_array_equal(forced_op_batch_fn(IDENTITY_OP)(images, seeds), images)
+    np.testing.assert_array_equal(forced_op_batch_fn("Invert")(images, seeds), 255 - images)
+    equalized = forced_op_batch_fn("Equalize")(images, seeds).numpy()
+    for image, expected in zip(images, equalized):
+        np.testing.assert_array_equal(augment.equalize(tf.constant(image)), expected)
+    assert not np.array_equal(equalized, images)
