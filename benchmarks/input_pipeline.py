@@ -330,7 +330,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
 def _op_summary(op_costs: dict, expected: dict) -> str:
     top = sorted(expected["autoaugment_share"].items(), key=lambda item: -item[1])[:2]
     ops = sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)[:4]
-    return (f"augmentation ops, ms of CPU per image (one thread): "
+    return ("augmentation ops, ms of CPU per image (one thread): "
             + ", ".join(f"{k} {op_costs[k]:.3f}" for k in ops)
             + f"; loop {op_costs['loop']:.3f}; on average AutoAugment "
             f"{expected['autoaugment']:.3f} ("
@@ -358,8 +358,9 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=20, help="--op_costs: calls per round")
     args = parser.parse_args()
     if args.op_costs:
-        import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
         import tensorflow as tf
+
+        import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
         from efficientnet.data import augment
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
