@@ -358,10 +358,11 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=20, help="--op_costs: calls per round")
     args = parser.parse_args()
     if args.op_costs:
-        import tensorflow as tf
-
+        # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
+        import tensorflow as tf
         from efficientnet.data import augment
+        # isort: on
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
