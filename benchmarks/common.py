@@ -35,6 +35,7 @@ def machine_info() -> dict:
         "cpu_simd": cpu_simd(cpuinfo),
         "commit": code_commit(),
         "tensorflow_onednn": onednn_enabled(),
+        "memory_copy_gb_per_s": memory_copy_bandwidth(),
     }
     # Versions from package metadata: importing torch next to TensorFlow crashes the process.
     for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "jax", "torch", "timm",
@@ -44,6 +45,23 @@ def machine_info() -> dict:
         except importlib.metadata.PackageNotFoundError:  # optional peers
             continue
     return info
+
+
+def memory_copy_bandwidth(megabytes: int = 64, repeats: int = 11) -> float:
+    """GB/s of a numpy copy of `megabytes` (read + write counted), the median of `repeats` after
+    one that touches the pages: on a shared host it moves with the neighbours' load (11-34 GB/s
+    within an hour on one machine), and so do memory-bound figures such as the augmentation
+    cost; recorded with every result."""
+    import numpy as np
+
+    source = np.ones(megabytes * 2**20 // 4, np.float32)
+    target = np.ones_like(source)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        seconds.append(time.perf_counter() - start)
+    return round(2 * source.nbytes / sorted(seconds)[repeats // 2] / 1e9, 1)
 
 
 def onednn_enabled() -> bool | None:

@@ -34,6 +34,7 @@ def test_write_result_adds_machine_info_and_readme_table_is_regenerated(results_
     assert payload["machine"]["cpu_count"] >= 1 and "keras" in payload["machine"]
     assert payload["machine"]["commit"] == common.code_commit()
     assert payload["machine"]["tensorflow_onednn"] is common.onednn_enabled()
+    assert payload["machine"]["memory_copy_gb_per_s"] > 0
     common.update_readme()
     text = common.README.read_text()
     assert "old row" not in text
