@@ -76,6 +76,8 @@ def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[
     import keras
     import tensorflow as tf
 
+    from efficientnet.export.converters import set_full_integer
+
     model = keras.applications.EfficientNetB0(weights=None, input_shape=(SIZE, SIZE, 3))
     _imagenet_normalization(model)
     saved = os.path.join(directory, "keras_applications_b0")
@@ -83,13 +85,9 @@ def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[
     paths = {}
     for kind in ("fp32", "int8"):
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        if kind == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            io_type = {"uint8": tf.uint8, "int8": tf.int8}[ExportConfig.int8_io_type]
-            converter.inference_input_type = io_type
-            converter.inference_output_type = io_type
+        if kind == "int8":  # our export's settings, its default input/output type included
+            set_full_integer(converter, lambda: ([image[None]] for image in calibration),
+                             ExportConfig.int8_io_type)
         path = os.path.join(directory, f"keras_applications_b0_{kind}.tflite")
         with open(path, "wb") as handle:
             handle.write(converter.convert())

@@ -13,6 +13,18 @@ import tensorflow as tf
 
 from efficientnet.export.config import ONNX_MIN_OPSET, PIXELS_INPUT, PIXELS_SIGNATURE, ExportError
 
+INT8_IO_TYPES = {"uint8": tf.uint8, "int8": tf.int8}
+
+
+def set_full_integer(converter, representative_dataset, int8_io_type: str = "int8") -> None:
+    """Sets a TFLiteConverter to full-integer quantization: int8 weights and activations, int8
+    kernels only, `int8_io_type` input and output, calibrated on `representative_dataset`."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = INT8_IO_TYPES[int8_io_type]
+    converter.inference_output_type = INT8_IO_TYPES[int8_io_type]
+
 
 def convert_tflite(
     saved_model_dir: str,
@@ -41,12 +53,7 @@ def convert_tflite(
             for image in representative_images:
                 yield {PIXELS_INPUT: np.asarray(image, np.float32)[None]}
 
-        io_type = {"uint8": tf.uint8, "int8": tf.int8}[int8_io_type]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = io_type
-        converter.inference_output_type = io_type
+        set_full_integer(converter, representative_dataset, int8_io_type)
     elif quantization is not None:
         raise ValueError(f"Unknown TFLite quantization {quantization!r}")
     try:
