@@ -38,6 +38,16 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _smooth_image(rng, width: int, height: int) -> np.ndarray:
+    """uint8 [height, width, 3]: coarse colour fields resized bicubically, plus noise."""
+    from PIL import Image
+
+    coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
+    noise = rng.normal(0, 6, (height, width, 3))
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
 def make_images(directory: str, count: int, classes: int = 4) -> list[str]:
     """ImageNet-sized smooth JPEGs (quality 90) in class folders; returns their paths."""
     from PIL import Image
@@ -45,10 +55,7 @@ def make_images(directory: str, count: int, classes: int = 4) -> list[str]:
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
-        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((WIDTH, HEIGHT), Image.BICUBIC)
-        noise = rng.normal(0, 6, (HEIGHT, WIDTH, 3))
-        image = Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8))
+        image = Image.fromarray(_smooth_image(rng, WIDTH, HEIGHT))
         folder = os.path.join(directory, f"class{i % classes}")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{i:05d}.jpg")
@@ -82,18 +89,10 @@ OP_COST_LEVEL = 5.0  # magnitude on the 0..10 scale; these ops cost the same at 
 
 
 def smooth_images(count: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
-    """uint8 [count, size, size, 3]: the pipeline's kind of content (coarse colour fields
-    resized bicubically, plus noise), without a JPEG round trip."""
-    from PIL import Image
-
+    """uint8 [count, size, size, 3]: the pipeline's kind of content (`make_images`' pictures),
+    without a JPEG round trip."""
     rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-        image = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
-        noisy = image + rng.normal(0, 6, image.shape)
-        images.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    return np.stack(images)
+    return np.stack([_smooth_image(rng, size, size) for _ in range(count)])
 
 
 def forced_op_batch_fn(name: str, level: float = OP_COST_LEVEL):
@@ -318,7 +317,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
                         list(result["conversion_images_per_sec_per_core"]),
                         list(result["conversion_images_per_sec_per_core"].values()),
                         "images / s / core", note=result["source_images"])
-        ops = sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)
+        ops = _ops_by_cost(op_costs)
         common.bar_plot("input_ops", "Augmentation op cost, ms of CPU per 224 px image",
                         ops, [op_costs[k] for k in ops], "ms / image", note=(
                             result["augment_op_conditions"]), rotation=60)
@@ -327,9 +326,14 @@ def run(quick: bool = False, plot: bool = True) -> dict:
     return result
 
 
+def _ops_by_cost(op_costs: dict) -> list[str]:
+    """The op names of `measure_op_costs`' table, costliest first."""
+    return sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)
+
+
 def _op_summary(op_costs: dict, expected: dict) -> str:
     top = sorted(expected["autoaugment_share"].items(), key=lambda item: -item[1])[:2]
-    ops = sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)[:4]
+    ops = _ops_by_cost(op_costs)[:4]
     return ("augmentation ops, ms of CPU per image (one thread): "
             + ", ".join(f"{k} {op_costs[k]:.3f}" for k in ops)
             + f"; loop {op_costs['loop']:.3f}; on average AutoAugment "
