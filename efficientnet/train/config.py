@@ -91,6 +91,9 @@ class RunConfig:
     save_checkpoints_steps: int = 0  # 0: after every loop
     eval_watch: bool = False  # mode=eval: evaluate every new checkpoint until train_steps
     eval_timeout: float = 3600.0  # eval_watch: give up after this many seconds without one
+    # Before each evaluation and the last checkpoint, recompute the BN moving statistics of the
+    # evaluated weights over this many training batches (pycls' precise BN); 0: off.
+    precise_bn_batches: int = 0
 
     # Devices.
     num_cpu_devices: int = 0  # >1: MirroredStrategy over that many logical CPU devices
@@ -160,6 +163,9 @@ class RunConfig:
             raise ConfigError("--save_checkpoints_steps must be >= 0 (0: after every loop)")
         if self.num_cpu_devices < 0:
             raise ConfigError("--num_cpu_devices must be >= 0")
+        if self.precise_bn_batches < 0:
+            raise ConfigError(
+                f"--precise_bn_batches must be >= 0 (0: off), got {self.precise_bn_batches}")
         if not self.model_dir:
             raise ConfigError("--model_dir is required: where checkpoints and logs go")
         if not self.use_synthetic_data and not self.data_dir:

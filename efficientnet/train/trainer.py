@@ -413,8 +413,83 @@ class Trainer:
         self.reporter.eval(results)
         return results
 
+    def recompute_batch_norm(self, dataset_fn: DatasetFn, batches: int | None = None) -> int:
+        """Precise BN (pycls): the BN moving statistics of the weights that are evaluated and
+        exported (the EMA weights when EMA is on, else the raw ones) become the exact mean and
+        variance of each layer's input over `--precise_bn_batches` training batches, run with
+        those weights, dropout and drop-connect off. BN momentum 0.99 averages over ~100 steps
+        whose weights have since moved: in a short run those statistics no longer fit the
+        weights. Frozen BN layers keep theirs. `batches` defaults to --precise_bn_batches.
+        Returns the number of batches used.
+        """
+        batches = self.config.precise_bn_batches if batches is None else batches
+        norms = [layer for layer in self.model._flatten_layers(include_self=False)
+                 if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        if not norms:
+            return 0
+        dropouts = [layer for layer in self.model._flatten_layers(include_self=False)
+                    if isinstance(layer, keras.layers.Dropout)]
+        momenta = [layer.momentum for layer in norms]
+        rates = [layer.rate for layer in dropouts]
+        strategy, model = self.strategy, self.model
+        start = time.time()
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            # With momentum 0 a training call leaves each layer's batch moments in its moving
+            # statistics (each replica in its own copy: BN statistics are not synchronised);
+            # their means over replicas and batches give the exact moments over all the images
+            # (equal sizes: training batches drop the remainder).
+            for layer in norms:
+                layer.momentum = 0.0
+            for layer in dropouts:
+                layer.rate = 0.0
+
+            def replica_moments(images, labels):
+                model(images, training=True)
+                moments = []
+                for layer in norms:
+                    mean = tf.cast(layer.moving_mean, tf.float64)
+                    moments += [mean, tf.cast(layer.moving_variance, tf.float64) + mean * mean]
+                return moments
+
+            @tf.function
+            def moments_of(batch):
+                per_replica = strategy.run(replica_moments, args=batch)
+                return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+            sums = None
+            used = 0
+            for batch in strategy.distribute_datasets_from_function(dataset_fn):
+                if used == batches:
+                    break
+                moments = moments_of(batch)
+                sums = moments if sums is None else [a + b for a, b in zip(sums, moments)]
+                used += 1
+            if used == 0:
+                raise ConfigError("--precise_bn_batches: the training data gave no batch")
+            for index, layer in enumerate(norms):
+                mean = sums[2 * index] / used
+                variance = tf.maximum(sums[2 * index + 1] / used - mean * mean, 0.0)
+                layer.moving_mean.assign(tf.cast(mean, layer.moving_mean.dtype))
+                layer.moving_variance.assign(tf.cast(variance, layer.moving_variance.dtype))
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
+            for layer, rate in zip(dropouts, rates):
+                layer.rate = rate
+            if self.ema is not None:
+                self.ema.swap()
+        self.reporter.print(
+            f"precise BN: moving statistics of {len(norms)} BN layers recomputed over {used} "
+            f"training batches ({used * self.global_batch} images) in {time.time() - start:.1f} s")
+        return used
+
     def train(self, train_dataset_fn: DatasetFn, eval_dataset_fn: DatasetFn | None = None,
-              start_step: int = 0) -> RunResult:
+              start_step: int = 0, batch_norm_dataset_fn: DatasetFn | None = None) -> RunResult:
+        """Trains to --train_steps (evaluating every --steps_per_eval with an eval dataset).
+        `batch_norm_dataset_fn`: the training batches of --precise_bn_batches
+        (default: `train_dataset_fn`)."""
         config = self.config
         dataset = self.strategy.distribute_datasets_from_function(train_dataset_fn)
         iterator = iter(dataset)
@@ -451,6 +526,9 @@ class Trainer:
                 result.history.append(record)
                 result.loss = float(mean_loss)
                 at_eval = bool(eval_every) and current % eval_every == 0
+                if (config.precise_bn_batches and not sigterm.received
+                        and (at_eval or current >= config.train_steps)):
+                    self.recompute_batch_norm(batch_norm_dataset_fn or train_dataset_fn)
                 if (current - last_saved >= config.checkpoint_interval or at_eval
                         or current >= config.train_steps or sigterm.received):
                     self.save(current)
@@ -513,7 +591,11 @@ def run(config: RunConfig, *, model_fn: ModelFn | None = None,
             if eval_fn is not None:
                 result.eval_results = trainer.evaluate(eval_fn)
             return result
-        result = trainer.train(train_fn, eval_fn, start_step)
+        batch_norm_fn = None
+        if config.precise_bn_batches and train_dataset_fn is None and start_step:
+            # from the first batch: a resumed pipeline would first skip what was consumed
+            batch_norm_fn = _train_dataset_fn(config, spec, trainer.train_size, 0, strategy)
+        result = trainer.train(train_fn, eval_fn, start_step, batch_norm_fn)
         trainer.reporter.print(f"Training done at step {result.global_step}; checkpoints in "
                                f"{config.model_dir}")
         if config.export_dir and trainer.is_chief:
