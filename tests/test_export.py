@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from efficientnet.export import FORMATS, ExportConfig, ExportError, parse_formats
-from efficientnet.export.labels import read_labels
+from efficientnet.export.labels import data_dir_labels, read_labels
 
 pytestmark = pytest.mark.xdist_group("export")
 
@@ -228,6 +228,15 @@ def test_labels_file_checks_class_count(tmp_path):
         read_labels(str(path), 3)
     path.write_text("".join(f"c{i}\n" for i in range(1000)))
     assert read_labels(str(path), 1001)[:2] == ["background", "c0"]
+
+
+def test_class_names_come_from_the_data_dir_when_they_fit(tmp_path, caplog):
+    assert data_dir_labels(str(tmp_path), 2) is None  # no labels.txt
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    assert data_dir_labels(str(tmp_path), 2) == ["cat", "dog"]
+    with caplog.at_level("WARNING"):
+        assert data_dir_labels(str(tmp_path), 3) is None
+    assert "Not using" in caplog.text and "names 2 classes but the model has 3" in caplog.text
 
 
 def run_cli(module, *args, timeout=300):

@@ -34,7 +34,8 @@ def parse_flags(argv: list[str]) -> ExportConfig:
                         help="int8 calibration steps, one image each")
     parser.add_argument("--num_eval_images", type=int, default=500,
                         help="validation images for the accuracy check")
-    parser.add_argument("--labels_file", help="class names, one per line, line i = class i")
+    parser.add_argument("--labels_file", help="class names, one per line, line i = class i "
+                        "(default: labels.txt of --data_dir when it names every class)")
     parser.add_argument("--resize_method", choices=("bicubic", "bicubic_tf1", "bilinear"),
                         help="eval resize inside serving_bytes (default: the model's, bicubic)")
     parser.add_argument("--crop_padding", type=int,

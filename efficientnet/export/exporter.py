@@ -28,7 +28,7 @@ from efficientnet.export.config import (
     ExportConfig,
     ExportError,
 )
-from efficientnet.export.labels import read_labels, write_labels
+from efficientnet.export.labels import data_dir_labels, read_labels, write_labels
 from efficientnet.export.runtime import load_predictor, predict_batched
 
 log = logging.getLogger("efficientnet.export")
@@ -54,6 +54,8 @@ def run_export(config: ExportConfig) -> dict:
     class_names = read_labels(config.labels_file, num_classes) if config.labels_file else None
     if config.data_dir:
         image_io.check_data_dir(config.data_dir)
+        if class_names is None:
+            class_names = data_dir_labels(config.data_dir, num_classes)
 
     import keras
 

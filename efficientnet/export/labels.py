@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
-from efficientnet.export.config import ExportError
+from efficientnet.export.config import LABELS_FILE, ExportError
+
+log = logging.getLogger(__name__)
 
 
 def read_labels(path: str, num_classes: int | None = None) -> list[str]:
@@ -36,3 +39,19 @@ def write_labels(path: str, names: list[str]) -> None:
     """Writes one name per line (the format `read_labels` reads)."""
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(f"{name}\n" for name in names)
+
+
+def data_dir_labels(data_dir: str, num_classes: int) -> list[str] | None:
+    """The class names in `data_dir`/labels.txt (what `tfrecord_tools` writes next to the
+    shards), or None when there is no such file or it names another number of classes (said in
+    the log: the export goes on without names)."""
+    path = os.path.join(data_dir, LABELS_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        names = read_labels(path, num_classes)
+    except ExportError as error:
+        log.warning("Not using %s for class names: %s", path, error)
+        return None
+    log.info("Class names from %s", path)
+    return names
