@@ -14,6 +14,7 @@
     python -m benchmarks run --only input [--quick]
     python benchmarks/input_pipeline.py [--quick]
     python benchmarks/input_pipeline.py --op_costs    # the op table alone
+    python benchmarks/input_pipeline.py --compare_jpegs    # light vs photo-like JPEGs
 """
 
 from __future__ import annotations
@@ -48,18 +49,43 @@ def _smooth_image(rng, width: int, height: int) -> np.ndarray:
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def make_images(directory: str, count: int, classes: int = 4) -> list[str]:
-    """ImageNet-sized smooth JPEGs (quality 90) in class folders; returns their paths."""
+def _photo_like_image(rng, width: int, height: int) -> np.ndarray:
+    """uint8 [height, width, 3] with a natural image's 1/f^1.4 amplitude spectrum and correlated
+    colour channels: encoded as `make_images(kind="photo")` does, ~112 KB at 500x375."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    frequency = np.sqrt(fx**2 + fy**2)
+    frequency[0, 0] = 1.0
+    channels = []
+    for _ in range(3):
+        spectrum = (rng.normal(size=frequency.shape)
+                    + 1j * rng.normal(size=frequency.shape)) / frequency**1.4
+        spectrum[0, 0] = 0.0
+        channel = np.fft.irfft2(spectrum, s=(height, width))
+        channels.append(channel / channel.std())
+    mixed = np.stack(channels, -1) @ (np.eye(3) + 0.3 * rng.normal(size=(3, 3))).T
+    return np.clip(128 + 24 * mixed / mixed.std(), 0, 255).astype(np.uint8)
+
+
+# JPEG kinds: "light", the benchmark's default (smooth fields, quality 90, 4:2:0 chroma, ~47 KB),
+# and "photo", encoded as most ImageNet JPEGs are (quality 96, no chroma subsampling) with a
+# natural spectrum, ~112 KB (ImageNet's train set: ~110 KB per image on average).
+JPEG_KINDS = {"light": (_smooth_image, 90, 2), "photo": (_photo_like_image, 96, 0)}
+
+
+def make_images(directory: str, count: int, classes: int = 4, kind: str = "light") -> list[str]:
+    """ImageNet-sized JPEGs of `kind` (JPEG_KINDS) in class folders; returns their paths."""
     from PIL import Image
 
+    draw, quality, subsampling = JPEG_KINDS[kind]
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
-        image = Image.fromarray(_smooth_image(rng, WIDTH, HEIGHT))
+        image = Image.fromarray(draw(rng, WIDTH, HEIGHT))
         folder = os.path.join(directory, f"class{i % classes}")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{i:05d}.jpg")
-        image.save(path, "JPEG", quality=90)
+        image.save(path, "JPEG", quality=quality, subsampling=subsampling)
         paths.append(path)
     return paths
 
@@ -326,6 +352,33 @@ def run(quick: bool = False, plot: bool = True) -> dict:
     return result
 
 
+def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 3) -> dict:
+    """Plain vs AutoAugment images/s per core on each JPEG kind, interleaved rounds, best of
+    each: does the augmentation cost depend on how heavy the JPEGs are to decode?"""
+    cores = _cores()
+    rates: dict = {}
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        patterns = {}
+        for kind in JPEG_KINDS:
+            paths = make_images(os.path.join(tmp, kind), num_images, kind=kind)
+            sizes[kind] = round(float(np.mean([os.path.getsize(p) for p in paths])) / 1e3, 1)
+            records = _fresh(tmp, f"{kind}_records")
+            patterns[kind] = _jpeg_records(paths, records)
+        for _ in range(rounds):
+            for kind, pattern in patterns.items():
+                for augment_name in (None, "autoaugment"):
+                    key = (kind, augment_name or "plain")
+                    rate = pipeline_images_per_sec(pattern, augment_name, batches) / cores
+                    rates[key] = max(rate, rates.get(key, 0.0))
+    return {kind: {"mean_jpeg_kb": sizes[kind],
+                   "plain_images_per_sec_per_core": round(rates[(kind, "plain")], 1),
+                   "autoaugment_images_per_sec_per_core": round(rates[(kind, "autoaugment")], 1),
+                   "autoaugment_cost": round(1 - rates[(kind, "autoaugment")]
+                                             / rates[(kind, "plain")], 3)}
+            for kind in JPEG_KINDS}
+
+
 def _ops_by_cost(op_costs: dict) -> list[str]:
     """The op names of `measure_op_costs`' table, costliest first."""
     return sorted((k for k in op_costs if k != "loop"), key=op_costs.get, reverse=True)
@@ -360,8 +413,12 @@ if __name__ == "__main__":
                         help="only the per-op augmentation costs, on one thread, as one JSON line")
     parser.add_argument("--rounds", type=int, default=5, help="--op_costs: interleaved rounds")
     parser.add_argument("--calls", type=int, default=20, help="--op_costs: calls per round")
+    parser.add_argument("--compare_jpegs", action="store_true",
+                        help="only plain vs AutoAugment on light and on photo-like JPEGs")
     args = parser.parse_args()
-    if args.op_costs:
+    if args.compare_jpegs:
+        print(json.dumps(compare_jpeg_kinds(), indent=2))
+    elif args.op_costs:
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
         import tensorflow as tf

@@ -294,3 +294,22 @@ def test_forced_op_programs_apply_exactly_that_op_to_every_image():
     for image, expected in zip(images, equalized):
         np.testing.assert_array_equal(augment.equalize(tf.constant(image)), expected)
     assert not np.array_equal(equalized, images)
+
+
+def test_photo_like_jpegs_are_encoded_as_imagenet_ones_and_light_ones_as_before(tmp_path):
+    """`--compare_jpegs`' second kind: 500x375 RGB, quality-96 4:4:4 JPEGs of ~112 KB (ImageNet
+    ~110 KB); the default kind keeps the committed runs' smooth quality-90 4:2:0 pictures."""
+    from PIL import Image
+
+    from benchmarks import input_pipeline
+
+    photo = input_pipeline.make_images(str(tmp_path / "photo"), 6, kind="photo")
+    light = input_pipeline.make_images(str(tmp_path / "light"), 6)
+    for paths, low, high, sampling in ((photo, 95e3, 130e3, (1, 1, 1, 1, 1, 1)),
+                                       (light, 35e3, 60e3, (2, 2, 1, 1, 1, 1))):
+        sizes = [Path(p).stat().st_size for p in paths]
+        assert low < np.mean(sizes) < high, sizes
+        with Image.open(paths[0]) as image:
+            assert (image.size, image.mode) == ((500, 375), "RGB")
+            factors = tuple(f for _, h, v, _ in image.layer for f in (h, v))
+            assert factors == sampling, factors
