@@ -160,6 +160,9 @@ def test_accuracy_summary_reads_each_part_and_the_old_layout():
         "transfer 0-4 -> 5-9 (2 epochs each, 468 fine-tune steps): restored 65.48% vs scratch "
         "43.12% top-1"]
     assert len(accuracy.summarize({**machine, **transfer})) == 1
+    precise = {**transfer, "transfer_settings": {"precise_bn_batches": 20}}
+    assert accuracy.summarize({**machine, **precise})[0].endswith(
+        "43.12% top-1 (precise BN over 20 batches)")
     # Results written before per-part settings kept image_size and epochs at the top level.
     old = {k: v for k, v in scratch.items() if k != "settings"}
     assert accuracy.summarize({**machine, "image_size": 32, "epochs": 9,
