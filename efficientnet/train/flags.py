@@ -93,10 +93,10 @@ FLAG_TABLE: dict[str, tuple] = {
     "deterministic": ("bool", "Deterministic ops and input; resume replays the exact input."),
     "keep_checkpoint_max": ("int", f"Checkpoints kept. [{_D.keep_checkpoint_max}]"),
     "save_checkpoints_steps": ("int", "Save every N steps (at loop ends); 0 = every loop. [0]"),
-    "precise_bn_batches": ("int", "Before each evaluation and the last checkpoint, recompute "
-                                  "the BN moving statistics of the evaluated (EMA) weights as "
-                                  "exact averages over N training batches (pycls' precise BN; "
-                                  "short runs). 0 = off. "
+    "precise_bn_batches": ("int", "Training: before each evaluation and the last checkpoint, "
+                                  "recompute the BN moving statistics of the evaluated (EMA) "
+                                  "weights as exact moments over N training batches (pycls' "
+                                  "precise BN; for short runs). 0 = off. "
                                   f"[{_D.precise_bn_batches}]"),
     "eval_watch": ("bool", "mode=eval: evaluate each new checkpoint until train_steps."),
     "eval_timeout": ("float", f"eval_watch: seconds to wait for a new checkpoint. "
