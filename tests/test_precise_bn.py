@@ -123,6 +123,24 @@ def test_training_saves_the_recomputed_statistics_in_the_last_checkpoint(tmp_pat
                                    atol=1e-5)
 
 
+def test_eval_of_the_saved_checkpoint_reproduces_the_training_eval(tmp_path):
+    """`test.sh eval` (mode=eval) and export read the checkpoint: the statistics the training
+    run evaluated with must be the saved ones, so the two evaluations agree exactly."""
+    from efficientnet.train.flags import config_from_flags
+
+    config = config_for(tmp_path, precise_bn_batches=BATCHES, mode="train_and_eval")
+    assert config_from_flags(["--use_synthetic_data", f"--model_dir={tmp_path / 'x'}",
+                              "--precise_bn_batches=7"]).precise_bn_batches == 7
+    eval_fn = testing.learnable_dataset_fn(False, 8, 16, 4)
+    trained = trainer.run(config, model_fn=bn_model_fn, train_dataset_fn=train_fn(config),
+                          eval_dataset_fn=eval_fn).eval_results
+    again = trainer.run(config.replace(mode="eval"), model_fn=bn_model_fn,
+                        eval_dataset_fn=eval_fn).eval_results
+    assert trained["global_step"] == again["global_step"] == 4
+    for key in ("top_1_accuracy", "top_5_accuracy", "loss"):
+        assert again[key] == pytest.approx(trained[key], rel=1e-6), key
+
+
 def test_negative_precise_bn_batches_is_refused_naming_the_flag(tmp_path):
     with pytest.raises(ConfigError, match="--precise_bn_batches must be >= 0"):
         config_for(tmp_path, precise_bn_batches=-1).validate()
