@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from efficientnet.train import checkpointing, testing, trainer
-from efficientnet.train.config import ConfigError, RunConfig
+from efficientnet.train.config import ConfigError
 from efficientnet.train.fused_batch_norm import FusedBatchNormalization
+from tests.test_train_engine import tiny_config
 
 BATCHES = 3
 
@@ -34,14 +35,10 @@ def bn_model_fn(config, image_size):
 
 
 def config_for(tmp_path, **overrides):
-    values = dict(
-        model_dir=str(tmp_path / "model"), use_synthetic_data=True, image_size=16,
-        num_label_classes=4, train_batch_size=8, eval_batch_size=8, num_train_images=64,
-        num_eval_images=64, train_steps=4, iterations_per_loop=2, steps_per_eval=4,
-        optimizer="sgd", base_learning_rate=0.5, lr_schedule="constant", warmup_epochs=0,
-        weight_decay=0.0, label_smoothing=0.0, moving_average_decay=0.5, mode="train")
-    values.update(overrides)
-    return RunConfig(**values)
+    """The engine tests' tiny run: 4 steps of 8 images, EMA 0.5."""
+    return tiny_config(tmp_path, **{"train_steps": 4, "steps_per_eval": 4,
+                                    "base_learning_rate": 0.5, "moving_average_decay": 0.5,
+                                    **overrides})
 
 
 def train_fn(config):
