@@ -7,6 +7,7 @@ steps_per_execution breaks under MirroredStrategy, keras-team/keras#19246).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -227,6 +228,27 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+@contextlib.contextmanager
+def _batch_moments_mode(norms: list, dropouts: list):
+    """Within: a training call leaves each BN layer's batch moments in its moving statistics
+    (momentum 0; each replica in its own copy: BN statistics are not synchronised), with dropout
+    and drop-connect off. Their means over replicas and batches are the exact moments over all
+    the images (equal sizes: training batches drop the remainder)."""
+    momenta = [layer.momentum for layer in norms]
+    rates = [layer.rate for layer in dropouts]
+    for layer in norms:
+        layer.momentum = 0.0
+    for layer in dropouts:
+        layer.rate = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+        for layer, rate in zip(dropouts, rates):
+            layer.rate = rate
+
+
 class Trainer:
     """Model, optimizer, EMA, checkpoint and the compiled loop of one run."""
 
@@ -397,19 +419,26 @@ class Trainer:
             tf.io.gfile.rmtree(self.manager.directory)
         return path
 
-    def evaluate(self, eval_dataset_fn: DatasetFn) -> dict:
-        """Evaluates the EMA weights (raw weights without EMA) and reports eval_results.json."""
+    @contextlib.contextmanager
+    def evaluated_weights(self):
+        """Within: the model holds the weights that are evaluated and exported (the EMA ones
+        when EMA is on, and changes to them land in the averages); the raw ones after."""
         if self.ema is not None:
             self.ema.swap()
         try:
+            yield
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+
+    def evaluate(self, eval_dataset_fn: DatasetFn) -> dict:
+        """Evaluates the EMA weights (raw weights without EMA) and reports eval_results.json."""
+        with self.evaluated_weights():
             if self.eval_model is not self.model:
                 targets = checkpointing.weight_dict(self.eval_model)
                 for path, variable in checkpointing.weight_dict(self.model).items():
                     targets[path].assign(variable)
             results = self.evaluator(eval_dataset_fn, int(self.step.numpy()))
-        finally:
-            if self.ema is not None:
-                self.ema.swap()
         self.reporter.eval(results)
         return results
 
@@ -423,27 +452,15 @@ class Trainer:
         Returns the number of batches used.
         """
         batches = self.config.precise_bn_batches if batches is None else batches
-        norms = [layer for layer in self.model._flatten_layers(include_self=False)
+        layers = list(self.model._flatten_layers(include_self=False))
+        norms = [layer for layer in layers
                  if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
         if not norms:
             return 0
-        dropouts = [layer for layer in self.model._flatten_layers(include_self=False)
-                    if isinstance(layer, keras.layers.Dropout)]
-        momenta = [layer.momentum for layer in norms]
-        rates = [layer.rate for layer in dropouts]
+        dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
         strategy, model = self.strategy, self.model
         start = time.time()
-        if self.ema is not None:
-            self.ema.swap()
-        try:
-            # With momentum 0 a training call leaves each layer's batch moments in its moving
-            # statistics (each replica in its own copy: BN statistics are not synchronised);
-            # their means over replicas and batches give the exact moments over all the images
-            # (equal sizes: training batches drop the remainder).
-            for layer in norms:
-                layer.momentum = 0.0
-            for layer in dropouts:
-                layer.rate = 0.0
+        with self.evaluated_weights(), _batch_moments_mode(norms, dropouts):
 
             def replica_moments(images, labels):
                 model(images, training=True)
@@ -473,13 +490,6 @@ class Trainer:
                 variance = tf.maximum(sums[2 * index + 1] / used - mean * mean, 0.0)
                 layer.moving_mean.assign(tf.cast(mean, layer.moving_mean.dtype))
                 layer.moving_variance.assign(tf.cast(variance, layer.moving_variance.dtype))
-        finally:
-            for layer, momentum in zip(norms, momenta):
-                layer.momentum = momentum
-            for layer, rate in zip(dropouts, rates):
-                layer.rate = rate
-            if self.ema is not None:
-                self.ema.swap()
         self.reporter.print(
             f"precise BN: moving statistics of {len(norms)} BN layers recomputed over {used} "
             f"training batches ({used * self.global_batch} images) in {time.time() - start:.1f} s")
@@ -592,8 +602,9 @@ def run(config: RunConfig, *, model_fn: ModelFn | None = None,
                 result.eval_results = trainer.evaluate(eval_fn)
             return result
         batch_norm_fn = None
-        if config.precise_bn_batches and train_dataset_fn is None and start_step:
-            # from the first batch: a resumed pipeline would first skip what was consumed
+        if (config.precise_bn_batches and train_dataset_fn is None and start_step
+                and config.deterministic):
+            # from the first batch: a --deterministic resume first skips what was consumed
             batch_norm_fn = _train_dataset_fn(config, spec, trainer.train_size, 0, strategy)
         result = trainer.train(train_fn, eval_fn, start_step, batch_norm_fn)
         trainer.reporter.print(f"Training done at step {result.global_step}; checkpoints in "
