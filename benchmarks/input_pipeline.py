@@ -110,6 +110,17 @@ def pipeline_images_per_sec(pattern: str, augment_name: str | None, batches: int
     return batches * BATCH / (time.perf_counter() - start)
 
 
+def best_of_rounds(contenders: dict, batches: int, rounds: int) -> dict:
+    """{name: best images/s} of `pipeline_images_per_sec(pattern, augment_name, batches)` for
+    each name: (pattern, augment_name), in `rounds` interleaved rounds (contenders in order)."""
+    best: dict = {}
+    for _ in range(rounds):
+        for name, (pattern, augment_name) in contenders.items():
+            rate = pipeline_images_per_sec(pattern, augment_name, batches)
+            best[name] = max(rate, best.get(name, 0.0))
+    return best
+
+
 IDENTITY_OP = "Identity"
 OP_COST_LEVEL = 5.0  # magnitude on the 0..10 scale; these ops cost the same at any level
 
@@ -281,12 +292,9 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         os.makedirs(records_dir)
         pattern = _jpeg_records(paths, records_dir)
 
-        pipeline = {}
-        for _ in range(rounds):  # interleaved rounds, best reading of each
-            for name, augment_name in (("plain", None), ("autoaugment", "autoaugment"),
-                                       ("randaugment", "randaugment")):
-                rate = pipeline_images_per_sec(pattern, augment_name, batches)
-                pipeline[name] = max(rate, pipeline.get(name, 0.0))
+        pipeline = best_of_rounds({name: (pattern, augment_name) for name, augment_name in (
+            ("plain", None), ("autoaugment", "autoaugment"), ("randaugment", "randaugment"))},
+            batches, rounds)
         result["pipeline_images_per_sec"] = {k: round(v, 1) for k, v in pipeline.items()}
         result["pipeline_images_per_sec_per_core"] = {
             k: round(v / cores, 1) for k, v in pipeline.items()}
@@ -356,7 +364,6 @@ def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 
     """Plain vs AutoAugment images/s per core on each JPEG kind, interleaved rounds, best of
     each: does the augmentation cost depend on how heavy the JPEGs are to decode?"""
     cores = _cores()
-    rates: dict = {}
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         patterns = {}
@@ -365,12 +372,10 @@ def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 
             sizes[kind] = round(float(np.mean([os.path.getsize(p) for p in paths])) / 1e3, 1)
             records = _fresh(tmp, f"{kind}_records")
             patterns[kind] = _jpeg_records(paths, records)
-        for _ in range(rounds):
-            for kind, pattern in patterns.items():
-                for augment_name in (None, "autoaugment"):
-                    key = (kind, augment_name or "plain")
-                    rate = pipeline_images_per_sec(pattern, augment_name, batches) / cores
-                    rates[key] = max(rate, rates.get(key, 0.0))
+        rates = best_of_rounds({(kind, augment_name or "plain"): (pattern, augment_name)
+                                for kind, pattern in patterns.items()
+                                for augment_name in (None, "autoaugment")}, batches, rounds)
+        rates = {key: rate / cores for key, rate in rates.items()}
     return {kind: {"mean_jpeg_kb": sizes[kind],
                    "plain_images_per_sec_per_core": round(rates[(kind, "plain")], 1),
                    "autoaugment_images_per_sec_per_core": round(rates[(kind, "autoaugment")], 1),
