@@ -316,3 +316,24 @@ def test_photo_like_jpegs_are_encoded_as_imagenet_ones_and_light_ones_as_before(
             assert (image.size, image.mode) == ((500, 375), "RGB")
             factors = tuple(f for _, h, v, _ in image.layer for f in (h, v))
             assert factors == sampling, factors
+
+
+def test_interleaved_rounds_alternate_contenders_and_paired_cost_compares_within_a_round(
+        monkeypatch):
+    from benchmarks import input_pipeline
+
+    readings = iter([100.0, 95.0, 50.0, 45.0, 120.0, 90.0])  # plain, aa; plain, aa; ...
+    calls = []
+
+    def fake_rate(pattern, augment_name, batches):
+        calls.append((pattern, augment_name, batches))
+        return next(readings)
+
+    monkeypatch.setattr(input_pipeline, "pipeline_images_per_sec", fake_rate)
+    rates = input_pipeline.interleaved_rounds(
+        {"plain": ("p", None), "aa": ("p", "autoaugment")}, batches=7, rounds=3)
+    assert calls == [("p", None, 7), ("p", "autoaugment", 7)] * 3
+    assert rates == {"plain": [100.0, 50.0, 120.0], "aa": [95.0, 45.0, 90.0]}
+    # Paired costs 0.05, 0.10, 0.25: median 0.10. The best-of-each ratio, 1 - 95 / 120 = 0.21,
+    # pairs the plain reading of the third round with the augmented reading of the first.
+    assert input_pipeline.paired_cost(rates, "aa", "plain") == pytest.approx(0.10)
