@@ -125,8 +125,9 @@ def interleaved_rounds(contenders: dict, batches: int, rounds: int) -> dict:
 
 def paired_cost(rates: dict, name, reference) -> float:
     """Median over rounds of 1 - rate[name] / rate[reference] within the same round: each
-    ratio compares readings taken minutes apart, so a slow spell of a shared host moves both
-    sides of a ratio instead of one side of the best-of-each ratio."""
+    ratio compares readings taken seconds apart, so a slow spell of a shared host moves both
+    sides of one ratio (and the median shrugs off an odd round), where the best-of-each ratio
+    may pair readings from different rounds."""
     return float(np.median([1 - a / b for a, b in zip(rates[name], rates[reference])]))
 
 
@@ -351,7 +352,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         f"train input at {SIZE} px: {per_core['plain']:.0f} images/s/core plain, "
         f"{per_core['autoaugment']:.0f} with AutoAugment ({cost['autoaugment']:+.0%}), "
         f"{per_core['randaugment']:.0f} with RandAugment ({cost['randaugment']:+.0%}); "
-        f"median of the {rounds} paired rounds: {paired['autoaugment']:+.0%} / "
+        f"paired median of {rounds} rounds: {paired['autoaugment']:+.0%} / "
         f"{paired['randaugment']:+.0%}",
         f"conversion: {ours / cores:.0f} images/s/core vs {baseline / cores:.0f} for the "
         f"TF-models-style baseline ({ours / baseline:.1f}x; {ours_wall / baseline:.1f}x timing "
