@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -337,3 +338,23 @@ def test_interleaved_rounds_alternate_contenders_and_paired_cost_compares_within
     # Paired costs 0.05, 0.10, 0.25: median 0.10. The best-of-each ratio, 1 - 95 / 120 = 0.21,
     # pairs the plain reading of the third round with the augmented reading of the first.
     assert input_pipeline.paired_cost(rates, "aa", "plain") == pytest.approx(0.10)
+
+
+def test_linked_copies_repeat_every_file_in_its_class_folder_and_paired_ratio_is_per_round(
+        tmp_path):
+    from benchmarks import input_pipeline
+
+    source = tmp_path / "images"
+    for folder, name, data in (("class0", "a.jpg", b"first"), ("class1", "b.jpg", b"second"),
+                               ("class1", "c.jpg", b"third")):
+        (source / folder).mkdir(parents=True, exist_ok=True)
+        (source / folder / name).write_bytes(data)
+    paths = input_pipeline.linked_copies(str(source), str(tmp_path / "linked"), copies=3)
+    relative = sorted(os.path.relpath(p, tmp_path / "linked") for p in paths)
+    assert relative == sorted(f"{folder}/{copy}_{name}" for copy in range(3) for folder, name in (
+        ("class0", "a.jpg"), ("class1", "b.jpg"), ("class1", "c.jpg")))
+    assert (tmp_path / "linked" / "class1" / "2_c.jpg").read_bytes() == b"third"
+    assert os.stat(source / "class0" / "a.jpg").st_nlink == 4  # hard links, not copies
+
+    rates = {"ours": [1000.0, 600.0, 900.0], "baseline": [100.0, 50.0, 100.0]}  # 10, 12, 9x
+    assert input_pipeline.paired_ratio(rates, "ours", "baseline") == pytest.approx(10.0)
