@@ -128,12 +128,17 @@ def interleaved_rounds(contenders: dict, batches: int, rounds: int) -> dict:
     return rates
 
 
+def paired_ratio(rates: dict, name, reference) -> float:
+    """Median over rounds of rate[name] / rate[reference] within the same round."""
+    return float(np.median([a / b for a, b in zip(rates[name], rates[reference])]))
+
+
 def paired_cost(rates: dict, name, reference) -> float:
     """Median over rounds of 1 - rate[name] / rate[reference] within the same round: each
     ratio compares readings taken seconds apart, so a slow spell of a shared host moves both
     sides of one ratio (and the median shrugs off an odd round), where the best-of-each ratio
     may pair readings from different rounds."""
-    return float(np.median([1 - a / b for a, b in zip(rates[name], rates[reference])]))
+    return 1 - paired_ratio(rates, name, reference)  # the median of 1 - r is 1 - that of r
 
 
 IDENTITY_OP = "Identity"
@@ -261,8 +266,6 @@ def baseline_convert(paths: list[str], output_directory: str, num_threads: int) 
 def linked_copies(source_directory: str, directory: str, copies: int) -> list[str]:
     """Every file under `source_directory` `copies` times under `directory`, in the same class
     folders (hard links; copies where the file system has none); returns the new paths."""
-    import shutil
-
     paths = []
     for root, _, files in sorted(os.walk(source_directory)):
         folder = os.path.join(directory, os.path.relpath(root, source_directory))
@@ -276,11 +279,6 @@ def linked_copies(source_directory: str, directory: str, copies: int) -> list[st
                     shutil.copyfile(source, target)
                 paths.append(target)
     return paths
-
-
-def paired_ratio(rates: dict, name, reference) -> float:
-    """Median over rounds of rate[name] / rate[reference] within the same round."""
-    return float(np.median([a / b for a, b in zip(rates[name], rates[reference])]))
 
 
 def ours_convert(input_directory: str, output_directory: str, workers: int,
@@ -356,20 +354,24 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         result["conversion_repeats"] = repeats
         result["conversion_images"] = len(conversion_paths)
         conversion = {"baseline": [], "ours": [], "ours_wall": [], "ours_full": []}
+
+        def reading(name: str, convert):
+            """convert(a fresh output directory), which is deleted afterwards."""
+            output = _fresh(tmp, name)
+            try:
+                return convert(output)
+            finally:
+                shutil.rmtree(output)
+
         for i in range(repeats):
-            output = _fresh(tmp, f"baseline{i}")
-            conversion["baseline"].append(
-                baseline_convert(conversion_paths, output, num_threads=cores))
-            shutil.rmtree(output)
-            output = _fresh(tmp, f"ours{i}")
-            rate, wall_rate = ours_convert(conversion_dir, output, cores)
+            conversion["baseline"].append(reading(f"baseline{i}", lambda out: baseline_convert(
+                conversion_paths, out, num_threads=cores)))
+            rate, wall_rate = reading(f"ours{i}", lambda out: ours_convert(
+                conversion_dir, out, cores))
             conversion["ours"].append(rate)
             conversion["ours_wall"].append(wall_rate)
-            shutil.rmtree(output)
-            output = _fresh(tmp, f"ours_full{i}")
-            conversion["ours_full"].append(
-                ours_convert(conversion_dir, output, cores, full_decode=True)[0])
-            shutil.rmtree(output)
+            conversion["ours_full"].append(reading(f"ours_full{i}", lambda out: ours_convert(
+                conversion_dir, out, cores, full_decode=True)[0]))
         baseline, ours, ours_wall, ours_full = (
             max(conversion[k]) for k in ("baseline", "ours", "ours_wall", "ours_full"))
         result["conversion_images_per_sec_per_round"] = {
