@@ -20,6 +20,7 @@
     python benchmarks/input_pipeline.py [--quick]
     python benchmarks/input_pipeline.py --op_costs    # the op table alone
     python benchmarks/input_pipeline.py --compare_jpegs    # light vs photo-like JPEGs
+    python benchmarks/input_pipeline.py --program_threads  # batch programs: 1 vs default threads
 """
 
 from __future__ import annotations
@@ -222,6 +223,63 @@ def op_costs_in_subprocess(rounds: int, calls: int) -> dict:
         check=True, capture_output=True, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def measure_batch_programs(rounds: int = 5, calls: int = 20, batch: int = BATCH) -> dict:
+    """{program: {"cpu_ms": ..., "wall_ms": ..., "context_switches"}: per image, best of `rounds`
+    of `calls` calls on one batch} for the pipeline's two batch programs as `build_dataset` builds
+    them: "normalize" (plain) and "autoaugment" (augment + normalise), each image with its own
+    seed, under this process's TensorFlow thread settings."""
+    import resource
+
+    import tensorflow as tf
+
+    from efficientnet.data import DataConfig, pipeline
+    from efficientnet.models import get_spec
+
+    spec = get_spec("efficientnet-b0")
+    images = tf.constant(smooth_images(batch))
+    seeds = tf.constant(np.random.default_rng(1).integers(0, 2**31 - 1, (batch, 2)), tf.int32)
+    labels = tf.zeros([batch, 4])
+    augmented = pipeline._augment_batch_fn(spec, DataConfig(augment_name="autoaugment",
+                                                            num_label_classes=4))
+    normalize = pipeline._normalize_batch_fn(spec)
+    programs = {"normalize": lambda: normalize(tf.cast(images, tf.float32), labels)[0],
+                "autoaugment": lambda: augmented(images, labels, seeds)[0]}
+    result = {}
+    for name, program in programs.items():
+        program().numpy()  # compile
+        best = None
+        for _ in range(rounds):
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                output = program()
+            output.numpy()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            count = calls * batch
+            reading = ((time.process_time() - cpu) / count * 1e3,
+                       (time.perf_counter() - wall) / count * 1e3,
+                       (after.ru_nvcsw + after.ru_nivcsw - before.ru_nvcsw - before.ru_nivcsw)
+                       / count)
+            best = reading if best is None else min(best, reading)
+        result[name] = {"cpu_ms": round(best[0], 4), "wall_ms": round(best[1], 4),
+                        "context_switches": round(best[2], 2)}
+    return result
+
+
+def batch_programs_by_threads() -> dict:
+    """measure_batch_programs in a fresh process with TensorFlow's default intra-op pool and in
+    one with a single intra-op thread (then XLA splits no fusion across threads)."""
+    readings = {}
+    for label, threads in (("default_threads", None), ("one_thread", 1)):
+        args = [sys.executable, "-m", "benchmarks.input_pipeline", "--program_threads_child"]
+        if threads:
+            args.append(f"--intra_op_threads={threads}")
+        completed = subprocess.run(args, check=True, capture_output=True, text=True, cwd=(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        readings[label] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return readings
 
 
 def baseline_convert(paths: list[str], output_directory: str, num_threads: int) -> float:
@@ -495,9 +553,25 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=20, help="--op_costs: calls per round")
     parser.add_argument("--compare_jpegs", action="store_true",
                         help="only plain vs AutoAugment on light and on photo-like JPEGs")
+    parser.add_argument("--program_threads", action="store_true",
+                        help="only the batch programs' CPU and wall ms per image, with the "
+                             "default intra-op pool and with one thread (two processes)")
+    parser.add_argument("--program_threads_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--intra_op_threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compare_jpegs:
         print(json.dumps(compare_jpeg_kinds(), indent=2))
+    elif args.program_threads:
+        print(json.dumps(batch_programs_by_threads(), indent=2))
+    elif args.program_threads_child:
+        # isort: off
+        import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
+        import tensorflow as tf
+        # isort: on
+
+        if args.intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+        print(json.dumps(measure_batch_programs()))
     elif args.op_costs:
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
