@@ -21,6 +21,7 @@
     python benchmarks/input_pipeline.py --op_costs    # the op table alone
     python benchmarks/input_pipeline.py --compare_jpegs    # light vs photo-like JPEGs
     python benchmarks/input_pipeline.py --program_threads  # batch programs: 1 vs default threads
+    python benchmarks/input_pipeline.py --pipeline_threads  # whole pipelines: 1 vs default threads
 """
 
 from __future__ import annotations
@@ -280,6 +281,40 @@ def batch_programs_by_threads() -> dict:
             os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         readings[label] = json.loads(completed.stdout.strip().splitlines()[-1])
     return readings
+
+
+def pipeline_rates(rounds: int = 3, batches: int = 60, num_images: int = 1000) -> dict:
+    """{"plain": [images/s/core per round], "autoaugment": [...]}: interleaved rounds in this
+    process, under its TensorFlow thread settings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_images(os.path.join(tmp, "images"), num_images)
+        pattern = _jpeg_records(paths, _fresh(tmp, "records"))
+        rates = interleaved_rounds({"plain": (pattern, None),
+                                    "autoaugment": (pattern, "autoaugment")}, batches, rounds)
+    return {name: [round(rate / _cores(), 1) for rate in values] for name, values in rates.items()}
+
+
+def pipelines_by_threads(processes: int = 4) -> dict:
+    """pipeline_rates in `processes` fresh processes with TensorFlow's default intra-op pool,
+    alternating with as many with one intra-op thread (the setting for a host whose CPU only
+    feeds an accelerator); per setting, the medians and the median of the paired costs."""
+    readings: dict = {"default_threads": {"plain": [], "autoaugment": []},
+                      "one_thread": {"plain": [], "autoaugment": []}}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for _ in range(processes):
+        for label, threads in (("default_threads", 0), ("one_thread", 1)):
+            completed = subprocess.run(
+                [sys.executable, "-m", "benchmarks.input_pipeline", "--pipeline_threads_child",
+                 f"--intra_op_threads={threads}"],
+                check=True, capture_output=True, text=True, cwd=root)
+            for name, values in json.loads(completed.stdout.strip().splitlines()[-1]).items():
+                readings[label][name].extend(values)
+    return {label: {"plain_median": float(np.median(rates["plain"])),
+                    "autoaugment_median": float(np.median(rates["autoaugment"])),
+                    "autoaugment_cost_paired_median": round(
+                        paired_cost(rates, "autoaugment", "plain"), 3),
+                    "readings": len(rates["plain"]), **rates}
+            for label, rates in readings.items()}
 
 
 def baseline_convert(paths: list[str], output_directory: str, num_threads: int) -> float:
@@ -557,13 +592,19 @@ if __name__ == "__main__":
                         help="only the batch programs' CPU and wall ms per image, with the "
                              "default intra-op pool and with one thread (two processes)")
     parser.add_argument("--program_threads_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline_threads", action="store_true",
+                        help="only plain vs AutoAugment pipelines, 4 processes with the default "
+                             "intra-op pool alternating with 4 with one thread")
+    parser.add_argument("--pipeline_threads_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--intra_op_threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compare_jpegs:
         print(json.dumps(compare_jpeg_kinds(), indent=2))
     elif args.program_threads:
         print(json.dumps(batch_programs_by_threads(), indent=2))
-    elif args.program_threads_child:
+    elif args.pipeline_threads:
+        print(json.dumps(pipelines_by_threads(), indent=2))
+    elif args.program_threads_child or args.pipeline_threads_child:
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
         import tensorflow as tf
@@ -571,7 +612,8 @@ if __name__ == "__main__":
 
         if args.intra_op_threads:
             tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
-        print(json.dumps(measure_batch_programs()))
+        print(json.dumps(measure_batch_programs() if args.program_threads_child
+                         else pipeline_rates()))
     elif args.op_costs:
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
