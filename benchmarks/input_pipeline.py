@@ -218,9 +218,14 @@ def expected_op_cost(costs: dict, num_layers: int = 2) -> dict:
 def op_costs_in_subprocess(rounds: int, calls: int) -> dict:
     """measure_op_costs for every op, in a fresh process on one TensorFlow thread (per-core
     costs; this process may already run TensorFlow with its default thread pools)."""
+    return _child_json("--op_costs", f"--rounds={rounds}", f"--calls={calls}")
+
+
+def _child_json(*flags: str):
+    """`python -m benchmarks.input_pipeline FLAGS` in a fresh process (from the repository
+    root): the JSON of the last line it prints."""
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.input_pipeline", "--op_costs",
-         f"--rounds={rounds}", f"--calls={calls}"],
+        [sys.executable, "-m", "benchmarks.input_pipeline", *flags],
         check=True, capture_output=True, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -269,18 +274,15 @@ def measure_batch_programs(rounds: int = 5, calls: int = 20, batch: int = BATCH)
     return result
 
 
+# (label, --intra_op_threads): 0 keeps TensorFlow's default intra-op pool.
+_THREAD_SETTINGS = (("default_threads", 0), ("one_thread", 1))
+
+
 def batch_programs_by_threads() -> dict:
     """measure_batch_programs in a fresh process with TensorFlow's default intra-op pool and in
     one with a single intra-op thread (then XLA splits no fusion across threads)."""
-    readings = {}
-    for label, threads in (("default_threads", None), ("one_thread", 1)):
-        args = [sys.executable, "-m", "benchmarks.input_pipeline", "--program_threads_child"]
-        if threads:
-            args.append(f"--intra_op_threads={threads}")
-        completed = subprocess.run(args, check=True, capture_output=True, text=True, cwd=(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-        readings[label] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return readings
+    return {label: _child_json("--program_threads_child", f"--intra_op_threads={threads}")
+            for label, threads in _THREAD_SETTINGS}
 
 
 def pipeline_rates(rounds: int = 3, batches: int = 60, num_images: int = 1000) -> dict:
@@ -300,14 +302,10 @@ def pipelines_by_threads(processes: int = 4) -> dict:
     feeds an accelerator); per setting, the medians and the median of the paired costs."""
     readings: dict = {"default_threads": {"plain": [], "autoaugment": []},
                       "one_thread": {"plain": [], "autoaugment": []}}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for _ in range(processes):
-        for label, threads in (("default_threads", 0), ("one_thread", 1)):
-            completed = subprocess.run(
-                [sys.executable, "-m", "benchmarks.input_pipeline", "--pipeline_threads_child",
-                 f"--intra_op_threads={threads}"],
-                check=True, capture_output=True, text=True, cwd=root)
-            for name, values in json.loads(completed.stdout.strip().splitlines()[-1]).items():
+        for label, threads in _THREAD_SETTINGS:
+            child = _child_json("--pipeline_threads_child", f"--intra_op_threads={threads}")
+            for name, values in child.items():
                 readings[label][name].extend(values)
     return {label: {"plain_median": float(np.median(rates["plain"])),
                     "autoaugment_median": float(np.median(rates["autoaugment"])),
