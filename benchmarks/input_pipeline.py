@@ -4,7 +4,9 @@
   records (500x375, generated): plain decode + random crop + flip, then + AutoAugment,
   + RandAugment (2 layers, magnitude 10); the cost of each augmentation relative to plain,
   from the best reading of each over interleaved rounds and as the median of the rounds' paired
-  costs (each round's augmented reading against the plain one taken just before it).
+  costs (each round's augmented reading against the plain one taken just before it). Measured in
+  a fresh process set up as training sets itself up: TensorFlow's default thread pools, the
+  pipeline's CPU XLA programs on one thread each (efficientnet.data.cpu_xla).
 - What each augmentation op costs: every op applied to every image of a batch in the compiled
   batch program the pipeline runs (one thread, its own process), per image net of the program
   that leaves the images as they are, and from that table the op cost a policy adds per image
@@ -20,8 +22,8 @@
     python benchmarks/input_pipeline.py [--quick]
     python benchmarks/input_pipeline.py --op_costs    # the op table alone
     python benchmarks/input_pipeline.py --compare_jpegs    # light vs photo-like JPEGs
-    python benchmarks/input_pipeline.py --program_threads  # batch programs: 1 vs default threads
-    python benchmarks/input_pipeline.py --pipeline_threads  # whole pipelines: 1 vs default threads
+    python benchmarks/input_pipeline.py --program_threads  # batch programs by thread setting
+    python benchmarks/input_pipeline.py --pipeline_threads  # whole pipelines by thread setting
 """
 
 from __future__ import annotations
@@ -231,6 +233,13 @@ def _child_json(*flags: str):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def pipeline_rounds_in_subprocess(pattern: str, batches: int, rounds: int) -> dict:
+    """interleaved_rounds of plain, AutoAugment and RandAugment pipelines on `pattern`, in a
+    fresh process with training's thread settings: {name: [images/s in each round]}."""
+    return _child_json("--pipeline_child", f"--records={pattern}", f"--batches={batches}",
+                       f"--rounds={rounds}")
+
+
 def measure_batch_programs(rounds: int = 5, calls: int = 20, batch: int = BATCH) -> dict:
     """{program: {"cpu_ms": ..., "wall_ms": ..., "context_switches"}: per image, best of `rounds`
     of `calls` calls on one batch} for the pipeline's two batch programs as `build_dataset` builds
@@ -274,15 +283,18 @@ def measure_batch_programs(rounds: int = 5, calls: int = 20, batch: int = BATCH)
     return result
 
 
-# (label, --intra_op_threads): 0 keeps TensorFlow's default intra-op pool.
-_THREAD_SETTINGS = (("default_threads", 0), ("one_thread", 1))
+# (label, child flags): "training" is how training runs (TensorFlow's default pools, CPU XLA
+# programs on one thread each), "xla_on_intra_op_pool" lets XLA split its loops over the default
+# intra-op pool (as before efficientnet.data.cpu_xla), "one_thread" gives TensorFlow one intra-op
+# thread (the setting for a host whose CPU only feeds an accelerator).
+_THREAD_SETTINGS = (("training", ()), ("xla_on_intra_op_pool", ("--xla_on_intra_op_pool",)),
+                    ("one_thread", ("--intra_op_threads=1",)))
 
 
 def batch_programs_by_threads() -> dict:
-    """measure_batch_programs in a fresh process with TensorFlow's default intra-op pool and in
-    one with a single intra-op thread (then XLA splits no fusion across threads)."""
-    return {label: _child_json("--program_threads_child", f"--intra_op_threads={threads}")
-            for label, threads in _THREAD_SETTINGS}
+    """measure_batch_programs in a fresh process for each of _THREAD_SETTINGS."""
+    return {label: _child_json("--program_threads_child", *flags)
+            for label, flags in _THREAD_SETTINGS}
 
 
 def pipeline_rates(rounds: int = 3, batches: int = 60, num_images: int = 1000) -> dict:
@@ -297,14 +309,12 @@ def pipeline_rates(rounds: int = 3, batches: int = 60, num_images: int = 1000) -
 
 
 def pipelines_by_threads(processes: int = 4) -> dict:
-    """pipeline_rates in `processes` fresh processes with TensorFlow's default intra-op pool,
-    alternating with as many with one intra-op thread (the setting for a host whose CPU only
-    feeds an accelerator); per setting, the medians and the median of the paired costs."""
-    readings: dict = {"default_threads": {"plain": [], "autoaugment": []},
-                      "one_thread": {"plain": [], "autoaugment": []}}
+    """pipeline_rates in `processes` fresh processes for each of _THREAD_SETTINGS, the settings
+    alternating; per setting, the medians and the median of the paired costs."""
+    readings: dict = {label: {"plain": [], "autoaugment": []} for label, _ in _THREAD_SETTINGS}
     for _ in range(processes):
-        for label, threads in _THREAD_SETTINGS:
-            child = _child_json("--pipeline_threads_child", f"--intra_op_threads={threads}")
+        for label, flags in _THREAD_SETTINGS:
+            child = _child_json("--pipeline_threads_child", *flags)
             for name, values in child.items():
                 readings[label][name].extend(values)
     return {label: {"plain_median": float(np.median(rates["plain"])),
@@ -421,9 +431,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         os.makedirs(records_dir)
         pattern = _jpeg_records(paths, records_dir)
 
-        rounds_rates = interleaved_rounds({name: (pattern, augment_name) for name, augment_name in (
-            ("plain", None), ("autoaugment", "autoaugment"), ("randaugment", "randaugment"))},
-            batches, rounds)
+        rounds_rates = pipeline_rounds_in_subprocess(pattern, batches, rounds)
         pipeline = {k: max(v) for k, v in rounds_rates.items()}
         result["pipeline_images_per_sec"] = {k: round(v, 1) for k, v in pipeline.items()}
         result["pipeline_images_per_sec_per_core"] = {
@@ -587,14 +595,19 @@ if __name__ == "__main__":
     parser.add_argument("--compare_jpegs", action="store_true",
                         help="only plain vs AutoAugment on light and on photo-like JPEGs")
     parser.add_argument("--program_threads", action="store_true",
-                        help="only the batch programs' CPU and wall ms per image, with the "
-                             "default intra-op pool and with one thread (two processes)")
+                        help="only the batch programs' CPU and wall ms per image as training "
+                             "runs them, with XLA on the default intra-op pool, and with one "
+                             "intra-op thread (three processes)")
     parser.add_argument("--program_threads_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pipeline_threads", action="store_true",
-                        help="only plain vs AutoAugment pipelines, 4 processes with the default "
-                             "intra-op pool alternating with 4 with one thread")
+                        help="only plain vs AutoAugment pipelines in 4 processes per thread "
+                             "setting of --program_threads, the settings alternating")
     parser.add_argument("--pipeline_threads_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--records", help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--intra_op_threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--xla_on_intra_op_pool", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compare_jpegs:
         print(json.dumps(compare_jpeg_kinds(), indent=2))
@@ -602,16 +615,25 @@ if __name__ == "__main__":
         print(json.dumps(batch_programs_by_threads(), indent=2))
     elif args.pipeline_threads:
         print(json.dumps(pipelines_by_threads(), indent=2))
-    elif args.program_threads_child or args.pipeline_threads_child:
+    elif args.program_threads_child or args.pipeline_threads_child or args.pipeline_child:
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
         import tensorflow as tf
+        from efficientnet.data import cpu_xla
         # isort: on
 
         if args.intra_op_threads:
             tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
-        print(json.dumps(measure_batch_programs() if args.program_threads_child
-                         else pipeline_rates()))
+        if not args.xla_on_intra_op_pool and not cpu_xla.single_thread_cpu_xla():
+            raise SystemExit("TensorFlow started before cpu_xla.single_thread_cpu_xla")
+        if args.pipeline_child:
+            print(json.dumps(interleaved_rounds(
+                {name: (args.records, augment_name) for name, augment_name in (
+                    ("plain", None), ("autoaugment", "autoaugment"),
+                    ("randaugment", "randaugment"))}, args.batches, args.rounds)))
+        else:
+            print(json.dumps(measure_batch_programs() if args.program_threads_child
+                             else pipeline_rates()))
     elif args.op_costs:
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)

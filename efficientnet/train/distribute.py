@@ -5,7 +5,8 @@
 - `--num_cpu_devices N` (N > 1): MirroredStrategy over N logical CPU devices (tests, demos).
 - Several GPUs: MirroredStrategy. Otherwise the default strategy.
 
-Must run before TensorFlow initialises its devices (first op), which `efficientnet.main` ensures.
+Must run before TensorFlow initialises its devices (first op), which `efficientnet.main` ensures;
+then it also gives the input pipeline's CPU XLA programs one thread each (`configure_cpu_xla`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 
 import tensorflow as tf
 
+from efficientnet.data import cpu_xla
 from efficientnet.train.config import ConfigError, RunConfig
 
 
@@ -54,8 +56,19 @@ def configure_devices(config: RunConfig) -> None:
                     f"starts; this process already has {len(logical)} CPU device(s)") from None
 
 
+def configure_cpu_xla(config: RunConfig) -> bool:
+    """Whether XLA programs compiled for the host CPU now run on one thread each (see
+    efficientnet.data.cpu_xla): they do when they are only the input pipeline's batch programs,
+    not when the training step itself is XLA-compiled on the CPU (--xla=on without a GPU), and
+    only when TensorFlow has not started yet."""
+    if use_xla(config) and not tf.config.list_physical_devices("GPU"):
+        return False
+    return cpu_xla.single_thread_cpu_xla()
+
+
 def create_strategy(config: RunConfig) -> tf.distribute.Strategy:
     """The strategy for `config` and the environment (see the module docstring)."""
+    configure_cpu_xla(config)
     if config.rank_table and not os.environ.get("TF_CONFIG"):
         os.environ["TF_CONFIG"] = json.dumps(tf_config_from_rank_table(config.rank_table))
     if os.environ.get("TF_CONFIG"):
