@@ -260,7 +260,7 @@ def measure_batch_programs(rounds: int = 5, calls: int = 20, batch: int = BATCH)
                                                             num_label_classes=4))
     normalize = pipeline._normalize_batch_fn(spec)
     programs = {"normalize": lambda: normalize(tf.cast(images, tf.float32), labels)[0],
-                "autoaugment": lambda: augmented(images, labels, seeds)[0]}
+                "autoaugment": lambda: augmented(tf.cast(images, tf.float32), labels, seeds)[0]}
     result = {}
     for name, program in programs.items():
         program().numpy()  # compile

@@ -283,3 +283,22 @@ def test_default_image_size_comes_from_the_spec():
     eval_images, _ = next(iter(build_dataset(None, False, 1, spec, config)))
     assert train_images.shape[1] == spec.train_size
     assert eval_images.shape[1] == spec.eval_size
+
+
+def test_augment_batch_program_rounds_float_images_then_augments_each_image():
+    from efficientnet.data import augment, pipeline
+
+    rng = np.random.default_rng(5)
+    # Halves included: rounding is half to even, as tf.round per image was.
+    images = np.round(rng.uniform(0, 255, (4, 32, 32, 3)) * 2) / 2
+    images = tf.constant(images, tf.float32)
+    seeds = tf.constant(rng.integers(0, 2**31 - 1, (4, 2)), tf.int32)
+    labels = tf.one_hot([0, 1, 2, 3], 4)
+    config = DataConfig(augment_name="autoaugment", num_label_classes=4)
+    augmented, same_labels = pipeline._augment_batch_fn(SPEC, config)(images, labels, seeds)
+    pixels = tf.cast(tf.round(images), tf.uint8)
+    expected = [normalize_images(tf.cast(augment.autoaugment(pixels[i], seeds[i]), tf.float32),
+                                 SPEC) for i in range(4)]
+    np.testing.assert_allclose(augmented.numpy(), np.stack(expected), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(same_labels.numpy(), labels.numpy())
+    assert not np.allclose(augmented.numpy(), normalize_images(pixels, SPEC).numpy())

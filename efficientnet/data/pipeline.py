@@ -5,8 +5,8 @@
     -> prefetch
 
 Training batches are normalised by one XLA-compiled function per batch; with AutoAugment or
-RandAugment, images are batched as uint8 and the same compiled function augments every image of
-the batch (each with its own seed) before normalising. Eval normalises per image.
+RandAugment the same compiled function first rounds the batch to uint8 and augments every image
+of it (each with its own seed). Eval normalises per image.
 
 Training repeats forever, shuffles and drops the last partial batch; eval reads every record exactly
 once, in a fixed order, keeping the last partial batch. Randomness is stateless, seeded per record from
@@ -182,8 +182,8 @@ def build_dataset(file_pattern: str | None, is_training: bool, batch_size: int, 
 
 def _train_map_fn(image_size: int, crop_padding: int, config: DataConfig):
     """serialized, seed -> (float32 image in [0, 255], one-hot label), normalised after batching
-    by `_normalize_batch_fn`; with augmentation on, (uint8 image, one-hot label, augmentation
-    seed) for `_augment_batch_fn`."""
+    by `_normalize_batch_fn`; with augmentation on, (image, one-hot label, augmentation seed) for
+    `_augment_batch_fn`."""
 
     def map_fn(serialized, seed):
         record = parse_record(serialized)
@@ -195,8 +195,7 @@ def _train_map_fn(image_size: int, crop_padding: int, config: DataConfig):
         with tf.control_dependencies([check]):
             one_hot = tf.one_hot(label, config.num_label_classes, dtype=tf.float32)
         if config.augment_name is not None:
-            pixels = tf.cast(tf.round(image), tf.uint8)
-            return pixels, one_hot, tf.random.experimental.stateless_fold_in(seed, 1)
+            return image, one_hot, tf.random.experimental.stateless_fold_in(seed, 1)
         return image, one_hot
 
     return map_fn
@@ -214,8 +213,12 @@ def _normalize_batch_fn(spec):
 
 
 def _augment_batch_fn(spec, config: DataConfig):
-    """(uint8 images, labels, seeds) -> (normalised augmented images, labels), one batch, in one
-    XLA-compiled function (compiled once, when the first batch arrives)."""
+    """(float32 images in [0, 255], labels, seeds) -> (normalised augmented images, labels), one
+    batch, in one XLA-compiled function (compiled once, when the first batch arrives).
+
+    The images are rounded to uint8 (the ops' PIL arithmetic) here, in one fused pass over the
+    batch: per image, TensorFlow's round and cast kernels split each image over the intra-op pool
+    and cost more than the augmentation's cheaper ops."""
     from efficientnet.data import augment
 
     # Built uncompiled: it is inlined into this compiled function, with the normalisation.
@@ -224,7 +227,7 @@ def _augment_batch_fn(spec, config: DataConfig):
 
     @tf.function(jit_compile=True, autograph=False)
     def map_fn(images, labels, seeds):
-        images = augment_fn(images, seeds)
+        images = augment_fn(tf.cast(tf.round(images), tf.uint8), seeds)
         return normalize_images(tf.cast(images, tf.float32), spec), labels
 
     return map_fn
