@@ -70,7 +70,10 @@ def test_single_thread_cpu_xla_leaves_a_process_configured_beyond_threads_alone(
     assert result["applied"] is False and result["soft"] is False and result["split"] is True
 
 
-@pytest.mark.parametrize("xla, split", [("auto", False), ("on", True)])
-def test_training_strategy_gives_cpu_xla_one_thread_unless_the_step_is_xla_on_cpu(xla, split):
-    result = _probe(f"distribute.create_strategy(config.RunConfig(xla={xla!r}))")
+@pytest.mark.parametrize("mode, xla, split", [("train_and_eval", "auto", False),
+                                              ("train_and_eval", "on", True),
+                                              ("eval", "auto", True)])
+def test_training_strategy_gives_cpu_xla_one_thread_unless_the_step_is_xla_on_cpu(mode, xla,
+                                                                                   split):
+    result = _probe(f"distribute.create_strategy(config.RunConfig(mode={mode!r}, xla={xla!r}))")
     assert result["split"] is split and (result["intra"], result["inter"]) == (2, 3)

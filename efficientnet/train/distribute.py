@@ -60,7 +60,9 @@ def configure_cpu_xla(config: RunConfig) -> bool:
     """Whether XLA programs compiled for the host CPU now run on one thread each (see
     efficientnet.data.cpu_xla): they do when they are only the input pipeline's batch programs,
     not when the training step itself is XLA-compiled on the CPU (--xla=on without a GPU), and
-    only when TensorFlow has not started yet."""
+    only when TensorFlow has not started yet. --mode=eval compiles none: nothing to set."""
+    if config.mode == "eval":
+        return False
     if use_xla(config) and not tf.config.list_physical_devices("GPU"):
         return False
     return cpu_xla.single_thread_cpu_xla()
