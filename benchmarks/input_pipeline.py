@@ -167,7 +167,9 @@ def forced_op_batch_fn(name: str, level: float = OP_COST_LEVEL):
     index = augment.IDENTITY if name == IDENTITY_OP else augment.OP_NAMES.index(name)
 
     def augment_fn(image, seed):
-        op = tf.constant(index) + 0 * seed[0]
+        # The seeds are never negative, but XLA cannot tell: the Case stays a Case, as in the
+        # policies (a constant index would let XLA inline the op into the loop body).
+        op = tf.where(seed[0] < 0, augment.IDENTITY, index)
         return augment.apply_op_by_index(op, image, level, seed, augment.AUTOAUGMENT_CONSTS)
 
     return tf.function(lambda images, seeds: augment.augment_batch(images, seeds, augment_fn),

@@ -5,8 +5,8 @@
     -> prefetch
 
 Training batches are normalised by one XLA-compiled function per batch; with AutoAugment or
-RandAugment the same compiled function first rounds the batch to uint8 and augments every image
-of it (each with its own seed). Eval normalises per image.
+RandAugment the same compiled function first augments every image of it (each rounded to uint8 as
+the augmentation loop takes it, each with its own seed). Eval normalises per image.
 
 Training repeats forever, shuffles and drops the last partial batch; eval reads every record exactly
 once, in a fixed order, keeping the last partial batch. Randomness is stateless, seeded per record from
@@ -216,9 +216,10 @@ def _augment_batch_fn(spec, config: DataConfig):
     """(float32 images in [0, 255], labels, seeds) -> (normalised augmented images, labels), one
     batch, in one XLA-compiled function (compiled once, when the first batch arrives).
 
-    The images are rounded to uint8 (the ops' PIL arithmetic) here, in one fused pass over the
-    batch: per image, TensorFlow's round and cast kernels split each image over the intra-op pool
-    and cost more than the augmentation's cheaper ops."""
+    The images are rounded to uint8 (the ops' PIL arithmetic) here, each as the augmentation
+    loop takes it (`augment.augment_batch`): per image in the map function, TensorFlow's round and
+    cast kernels split each image over the intra-op pool and cost more than the augmentation's
+    cheaper ops."""
     from efficientnet.data import augment
 
     # Built uncompiled: it is inlined into this compiled function, with the normalisation.
@@ -227,7 +228,7 @@ def _augment_batch_fn(spec, config: DataConfig):
 
     @tf.function(jit_compile=True, autograph=False)
     def map_fn(images, labels, seeds):
-        images = augment_fn(tf.cast(tf.round(images), tf.uint8), seeds)
+        images = augment_fn(images, seeds)
         return normalize_images(tf.cast(images, tf.float32), spec), labels
 
     return map_fn
