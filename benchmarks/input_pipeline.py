@@ -21,7 +21,7 @@
     python -m benchmarks run --only input [--quick]
     python benchmarks/input_pipeline.py [--quick]
     python benchmarks/input_pipeline.py --op_costs    # the op table alone
-    python benchmarks/input_pipeline.py --compare_jpegs    # light vs photo-like JPEGs
+    python benchmarks/input_pipeline.py --compare_jpegs    # light vs photo-like (ImageNet) JPEGs
     python benchmarks/input_pipeline.py --program_threads  # batch programs by thread setting
     python benchmarks/input_pipeline.py --pipeline_threads  # whole pipelines by thread setting
 """
@@ -532,32 +532,53 @@ def run(quick: bool = False, plot: bool = True) -> dict:
     return result
 
 
-def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 3) -> dict:
-    """Plain vs AutoAugment images/s per core on each JPEG kind, interleaved rounds, best of
-    each (and the median paired cost): does the augmentation cost depend on how heavy the JPEGs
-    are to decode?"""
-    cores = _cores()
+AUGMENTS = (("plain", None), ("autoaugment", "autoaugment"), ("randaugment", "randaugment"))
+
+
+def kinds_rounds(patterns: dict, batches: int, rounds: int) -> dict:
+    """interleaved_rounds of the plain, AutoAugment and RandAugment pipelines on each JPEG kind's
+    records ({kind: pattern}), every contender once per round: {"kind/name": [images/s]}."""
+    return interleaved_rounds({f"{kind}/{name}": (pattern, augment_name)
+                               for kind, pattern in patterns.items()
+                               for name, augment_name in AUGMENTS}, batches, rounds)
+
+
+def summarize_kinds(rounds_rates: dict, sizes: dict, cores: int) -> dict:
+    """{kind: images/s/core (best of the rounds) of each pipeline, and each augmentation's cost
+    against plain, best of each and as the median of the rounds' paired costs}."""
+    summary = {}
+    for kind in sizes:
+        best = {name: max(rounds_rates[f"{kind}/{name}"]) / cores for name, _ in AUGMENTS}
+        summary[kind] = {
+            "mean_jpeg_kb": sizes[kind],
+            "images_per_sec_per_core": {k: round(v, 1) for k, v in best.items()},
+            "cost": {name: round(1 - best[name] / best["plain"], 3)
+                     for name, _ in AUGMENTS[1:]},
+            "cost_paired_median": {name: round(paired_cost(
+                rounds_rates, f"{kind}/{name}", f"{kind}/plain"), 3) for name, _ in AUGMENTS[1:]},
+        }
+    return summary
+
+
+def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 5) -> dict:
+    """Plain, AutoAugment and RandAugment images/s per core on light and on photo-like
+    (ImageNet-encoded) JPEGs, in interleaved rounds in a fresh process set up as training (as
+    `run` measures them): does the augmentation cost depend on how heavy the JPEGs are to
+    decode?"""
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         patterns = {}
         for kind in JPEG_KINDS:
             paths = make_images(os.path.join(tmp, kind), num_images, kind=kind)
             sizes[kind] = round(float(np.mean([os.path.getsize(p) for p in paths])) / 1e3, 1)
-            records = _fresh(tmp, f"{kind}_records")
-            patterns[kind] = _jpeg_records(paths, records)
-        rounds_rates = interleaved_rounds(
-            {(kind, augment_name or "plain"): (pattern, augment_name)
-             for kind, pattern in patterns.items() for augment_name in (None, "autoaugment")},
-            batches, rounds)
-        rates = {key: max(v) / cores for key, v in rounds_rates.items()}
-    return {kind: {"mean_jpeg_kb": sizes[kind],
-                   "plain_images_per_sec_per_core": round(rates[(kind, "plain")], 1),
-                   "autoaugment_images_per_sec_per_core": round(rates[(kind, "autoaugment")], 1),
-                   "autoaugment_cost": round(1 - rates[(kind, "autoaugment")]
-                                             / rates[(kind, "plain")], 3),
-                   "autoaugment_cost_paired_median": round(paired_cost(
-                       rounds_rates, (kind, "autoaugment"), (kind, "plain")), 3)}
-            for kind in JPEG_KINDS}
+            patterns[kind] = _jpeg_records(paths, _fresh(tmp, f"{kind}_records"))
+        rounds_rates = _child_json("--compare_jpegs_child", f"--records={json.dumps(patterns)}",
+                                   f"--batches={batches}", f"--rounds={rounds}")
+    result = summarize_kinds(rounds_rates, sizes, _cores())
+    result["rounds"], result["batches"] = rounds, batches
+    result["images_per_sec_per_round"] = {k: [round(r, 1) for r in v]
+                                          for k, v in rounds_rates.items()}
+    return result
 
 
 def _ops_by_cost(op_costs: dict) -> list[str]:
@@ -595,7 +616,8 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5, help="--op_costs: interleaved rounds")
     parser.add_argument("--calls", type=int, default=20, help="--op_costs: calls per round")
     parser.add_argument("--compare_jpegs", action="store_true",
-                        help="only plain vs AutoAugment on light and on photo-like JPEGs")
+                        help="only plain, AutoAugment and RandAugment on light and on photo-like "
+                             "JPEGs, in a process set up as training")
     parser.add_argument("--program_threads", action="store_true",
                         help="only the batch programs' CPU and wall ms per image as training "
                              "runs them, with XLA on the default intra-op pool, and with one "
@@ -606,6 +628,7 @@ if __name__ == "__main__":
                              "setting of --program_threads, the settings alternating")
     parser.add_argument("--pipeline_threads_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pipeline_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compare_jpegs_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--intra_op_threads", type=int, default=0, help=argparse.SUPPRESS)
@@ -617,7 +640,8 @@ if __name__ == "__main__":
         print(json.dumps(batch_programs_by_threads(), indent=2))
     elif args.pipeline_threads:
         print(json.dumps(pipelines_by_threads(), indent=2))
-    elif args.program_threads_child or args.pipeline_threads_child or args.pipeline_child:
+    elif (args.program_threads_child or args.pipeline_threads_child or args.pipeline_child
+          or args.compare_jpegs_child):
         # isort: off
         import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in the pipeline)
         import tensorflow as tf
@@ -628,7 +652,9 @@ if __name__ == "__main__":
             tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
         if not args.xla_on_intra_op_pool and not cpu_xla.single_thread_cpu_xla():
             raise SystemExit("TensorFlow started before cpu_xla.single_thread_cpu_xla")
-        if args.pipeline_child:
+        if args.compare_jpegs_child:
+            print(json.dumps(kinds_rounds(json.loads(args.records), args.batches, args.rounds)))
+        elif args.pipeline_child:
             print(json.dumps(interleaved_rounds(
                 {name: (args.records, augment_name) for name, augment_name in (
                     ("plain", None), ("autoaugment", "autoaugment"),

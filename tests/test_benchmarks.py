@@ -358,3 +358,27 @@ def test_linked_copies_repeat_every_file_in_its_class_folder_and_paired_ratio_is
 
     rates = {"ours": [1000.0, 600.0, 900.0], "baseline": [100.0, 50.0, 100.0]}  # 10, 12, 9x
     assert input_pipeline.paired_ratio(rates, "ours", "baseline") == pytest.approx(10.0)
+
+
+def test_jpeg_kinds_run_every_pipeline_on_every_kind_and_cost_is_against_that_kinds_plain(
+        monkeypatch):
+    from benchmarks import input_pipeline
+
+    calls = []
+
+    def fake_rate(pattern, augment_name, batches):
+        calls.append((pattern, augment_name))
+        rate = {"light": 800.0, "photo": 600.0}[pattern]
+        return rate * {None: 1.0, "autoaugment": 0.9, "randaugment": 0.8}[augment_name]
+
+    monkeypatch.setattr(input_pipeline, "pipeline_images_per_sec", fake_rate)
+    rates = input_pipeline.kinds_rounds({"light": "light", "photo": "photo"}, 5, rounds=2)
+    assert calls[:6] == [(kind, name) for kind in ("light", "photo")
+                         for name in (None, "autoaugment", "randaugment")]
+    assert len(calls) == 12 and rates["photo/autoaugment"] == [540.0, 540.0]
+    summary = input_pipeline.summarize_kinds(rates, {"light": 47.0, "photo": 112.0}, cores=2)
+    assert summary["photo"]["images_per_sec_per_core"] == {
+        "plain": 300.0, "autoaugment": 270.0, "randaugment": 240.0}
+    assert summary["light"]["cost"] == {"autoaugment": 0.1, "randaugment": 0.2}
+    assert summary["photo"]["cost_paired_median"] == {"autoaugment": 0.1, "randaugment": 0.2}
+    assert summary["photo"]["mean_jpeg_kb"] == 112.0
