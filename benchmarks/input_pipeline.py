@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -103,7 +104,10 @@ def make_images(directory: str, count: int, classes: int = 4, kind: str = "light
     return paths
 
 
-def pipeline_images_per_sec(pattern: str, augment_name: str | None, batches: int) -> float:
+def pipeline_images_per_sec(pattern: str, augment_name: str | None,
+                            batches: int) -> tuple[float, float]:
+    """(images/s, ms of this process's CPU per image: user + system, all threads) of a training
+    pipeline over `batches` batches after warm-up."""
     import tensorflow as tf
 
     from efficientnet.data import DataConfig, build_dataset
@@ -116,22 +120,31 @@ def pipeline_images_per_sec(pattern: str, augment_name: str | None, batches: int
     iterator = iter(dataset)
     for _ in range(3):  # warm-up: tracing, autotune, shuffle buffer fill
         next(iterator)
-    start = time.perf_counter()
+    cpu, start = _process_cpu_seconds(), time.perf_counter()
     for _ in range(batches):
         images, _ = next(iterator)
+    wall, cpu = time.perf_counter() - start, _process_cpu_seconds() - cpu
     tf.debugging.assert_all_finite(images, "pipeline output")
-    return batches * BATCH / (time.perf_counter() - start)
+    return batches * BATCH / wall, cpu / (batches * BATCH) * 1e3
+
+
+def _process_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def interleaved_rounds(contenders: dict, batches: int, rounds: int) -> dict:
-    """{name: [images/s in each round]} of `pipeline_images_per_sec(pattern, augment_name,
-    batches)` for each name: (pattern, augment_name), in `rounds` interleaved rounds
-    (contenders in order within a round)."""
+    """`pipeline_images_per_sec(pattern, augment_name, batches)` for each name: (pattern,
+    augment_name), in `rounds` interleaved rounds (contenders in order within a round):
+    {"images_per_sec": {name: [each round's]}, "cpu_ms_per_image": {name: [...]}}."""
     rates: dict = {name: [] for name in contenders}
+    cpu: dict = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, (pattern, augment_name) in contenders.items():
-            rates[name].append(pipeline_images_per_sec(pattern, augment_name, batches))
-    return rates
+            rate, cpu_ms = pipeline_images_per_sec(pattern, augment_name, batches)
+            rates[name].append(rate)
+            cpu[name].append(cpu_ms)
+    return {"images_per_sec": rates, "cpu_ms_per_image": cpu}
 
 
 def paired_ratio(rates: dict, name, reference) -> float:
@@ -239,7 +252,7 @@ def _child_json(*flags: str):
 
 def kinds_rounds_in_subprocess(patterns: dict, batches: int, rounds: int) -> dict:
     """kinds_rounds on {kind: records pattern} in a fresh process set up as training (TensorFlow's
-    default pools, CPU XLA programs on one thread each): {"kind/name": [images/s per round]}."""
+    default pools, CPU XLA programs on one thread each)."""
     return _child_json("--compare_jpegs_child", f"--records={json.dumps(patterns)}",
                        f"--batches={batches}", f"--rounds={rounds}")
 
@@ -249,8 +262,6 @@ def measure_batch_programs(rounds: int = 5, calls: int = 20, batch: int = BATCH)
     of `calls` calls on one batch} for the pipeline's two batch programs as `build_dataset` builds
     them: "normalize" (plain) and "autoaugment" (augment + normalise), each image with its own
     seed, under this process's TensorFlow thread settings."""
-    import resource
-
     import tensorflow as tf
 
     from efficientnet.data import DataConfig, pipeline
@@ -308,7 +319,8 @@ def pipeline_rates(rounds: int = 3, batches: int = 60, num_images: int = 1000) -
         paths = make_images(os.path.join(tmp, "images"), num_images)
         pattern = _jpeg_records(paths, _fresh(tmp, "records"))
         rates = interleaved_rounds({"plain": (pattern, None),
-                                    "autoaugment": (pattern, "autoaugment")}, batches, rounds)
+                                    "autoaugment": (pattern, "autoaugment")}, batches,
+                                   rounds)["images_per_sec"]
     return {name: [round(rate / _cores(), 1) for rate in values] for name, values in rates.items()}
 
 
@@ -438,16 +450,19 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         patterns = {"photo": _jpeg_records(photo_paths, _fresh(tmp, "photo_records")),
                     "light": _jpeg_records(paths, _fresh(tmp, "records"))}
         sizes = {"photo": _mean_kb(photo_paths), "light": _mean_kb(paths)}
-        rounds_rates = kinds_rounds_in_subprocess(patterns, batches, rounds)
-        result["pipeline_by_jpeg_kind"] = summarize_kinds(rounds_rates, sizes, cores)
+        readings = kinds_rounds_in_subprocess(patterns, batches, rounds)
+        result["pipeline_by_jpeg_kind"] = summarize_kinds(readings, sizes, cores)
         result["pipeline_images_per_sec_per_round"] = {
-            k: [round(rate, 1) for rate in v] for k, v in rounds_rates.items()}
+            k: [round(rate, 1) for rate in v] for k, v in readings["images_per_sec"].items()}
+        result["pipeline_cpu_ms_per_image_per_round"] = {
+            k: [round(ms, 3) for ms in v] for k, v in readings["cpu_ms_per_image"].items()}
         headline = result["pipeline_by_jpeg_kind"]["photo"]
         result["pipeline_images"] = (f"{len(photo_paths)} photo-like JPEGs (ImageNet-encoded, "
                                      f"{sizes['photo']:.0f} KB on average)")
         result["pipeline_images_per_sec_per_core"] = headline["images_per_sec_per_core"]
         result["augmentation_cost"] = headline["cost"]
         result["augmentation_cost_paired_median"] = headline["cost_paired_median"]
+        result["augmentation_cpu_cost_paired_median"] = headline["cpu_cost_paired_median"]
 
         # Interleaved rounds on CONVERSION_COPIES links of every JPEG; each output is deleted
         # after its reading (10,000 records are ~0.5 GB).
@@ -503,13 +518,15 @@ def run(quick: bool = False, plot: bool = True) -> dict:
     result["conversion_speedup_whole_command"] = round(ours_wall / baseline, 2)
     per_core = result["pipeline_images_per_sec_per_core"]
     cost, paired = result["augmentation_cost"], result["augmentation_cost_paired_median"]
+    cpu_cost = result["augmentation_cpu_cost_paired_median"]
     light = result["pipeline_by_jpeg_kind"]["light"]
     result["summary"] = [
         f"train input at {SIZE} px on ImageNet-like JPEGs: {per_core['plain']:.0f} images/s/core "
         f"plain, {per_core['autoaugment']:.0f} with AutoAugment ({cost['autoaugment']:+.1%}), "
         f"{per_core['randaugment']:.0f} with RandAugment ({cost['randaugment']:+.1%}); "
         f"paired median of {rounds} rounds: {paired['autoaugment']:+.1%} / "
-        f"{paired['randaugment']:+.1%}",
+        f"{paired['randaugment']:+.1%}; in CPU per image (paired median): "
+        f"{cpu_cost['autoaugment']:+.1%} / {cpu_cost['randaugment']:+.1%}",
         f"on light JPEGs ({sizes['light']:.0f} KB): {light['images_per_sec_per_core']['plain']:.0f}"
         f" images/s/core plain; AutoAugment {light['cost']['autoaugment']:+.1%} (paired "
         f"{light['cost_paired_median']['autoaugment']:+.1%}), RandAugment "
@@ -545,25 +562,34 @@ AUGMENTS = (("plain", None), ("autoaugment", "autoaugment"), ("randaugment", "ra
 
 def kinds_rounds(patterns: dict, batches: int, rounds: int) -> dict:
     """interleaved_rounds of the plain, AutoAugment and RandAugment pipelines on each JPEG kind's
-    records ({kind: pattern}), every contender once per round: {"kind/name": [images/s]}."""
+    records ({kind: pattern}), every contender once per round, named "kind/name"."""
     return interleaved_rounds({f"{kind}/{name}": (pattern, augment_name)
                                for kind, pattern in patterns.items()
                                for name, augment_name in AUGMENTS}, batches, rounds)
 
 
-def summarize_kinds(rounds_rates: dict, sizes: dict, cores: int) -> dict:
+def summarize_kinds(readings: dict, sizes: dict, cores: int) -> dict:
     """{kind: images/s/core (best of the rounds) of each pipeline, and each augmentation's cost
-    against plain, best of each and as the median of the rounds' paired costs}."""
+    against plain: best of each, the median of the rounds' paired costs, and the median of the
+    rounds' paired CPU costs (CPU ms per image against plain's in the same round - 1)}, from
+    `kinds_rounds`' readings."""
+    rates, cpu = readings["images_per_sec"], readings["cpu_ms_per_image"]
     summary = {}
     for kind in sizes:
-        best = {name: max(rounds_rates[f"{kind}/{name}"]) / cores for name, _ in AUGMENTS}
+        best = {name: max(rates[f"{kind}/{name}"]) / cores for name, _ in AUGMENTS}
+        plain = f"{kind}/plain"
         summary[kind] = {
             "mean_jpeg_kb": sizes[kind],
             "images_per_sec_per_core": {k: round(v, 1) for k, v in best.items()},
+            "cpu_ms_per_image_median": {name: round(float(np.median(cpu[f"{kind}/{name}"])), 3)
+                                        for name, _ in AUGMENTS},
             "cost": {name: round(1 - best[name] / best["plain"], 3)
                      for name, _ in AUGMENTS[1:]},
-            "cost_paired_median": {name: round(paired_cost(
-                rounds_rates, f"{kind}/{name}", f"{kind}/plain"), 3) for name, _ in AUGMENTS[1:]},
+            "cost_paired_median": {name: round(paired_cost(rates, f"{kind}/{name}", plain), 3)
+                                   for name, _ in AUGMENTS[1:]},
+            "cpu_cost_paired_median": {
+                name: round(paired_ratio(cpu, f"{kind}/{name}", plain) - 1, 3)
+                for name, _ in AUGMENTS[1:]},
         }
     return summary
 
@@ -579,11 +605,13 @@ def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 
             paths = make_images(os.path.join(tmp, kind), num_images, kind=kind)
             sizes[kind] = _mean_kb(paths)
             patterns[kind] = _jpeg_records(paths, _fresh(tmp, f"{kind}_records"))
-        rounds_rates = kinds_rounds_in_subprocess(patterns, batches, rounds)
-    result = summarize_kinds(rounds_rates, sizes, _cores())
+        readings = kinds_rounds_in_subprocess(patterns, batches, rounds)
+    result = summarize_kinds(readings, sizes, _cores())
     result["rounds"], result["batches"] = rounds, batches
     result["images_per_sec_per_round"] = {k: [round(r, 1) for r in v]
-                                          for k, v in rounds_rates.items()}
+                                          for k, v in readings["images_per_sec"].items()}
+    result["cpu_ms_per_image_per_round"] = {k: [round(ms, 3) for ms in v]
+                                            for k, v in readings["cpu_ms_per_image"].items()}
     return result
 
 

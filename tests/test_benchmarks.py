@@ -328,13 +328,16 @@ def test_interleaved_rounds_alternate_contenders_and_paired_cost_compares_within
 
     def fake_rate(pattern, augment_name, batches):
         calls.append((pattern, augment_name, batches))
-        return next(readings)
+        rate = next(readings)
+        return rate, 1000.0 / rate  # CPU ms per image
 
     monkeypatch.setattr(input_pipeline, "pipeline_images_per_sec", fake_rate)
-    rates = input_pipeline.interleaved_rounds(
+    result = input_pipeline.interleaved_rounds(
         {"plain": ("p", None), "aa": ("p", "autoaugment")}, batches=7, rounds=3)
     assert calls == [("p", None, 7), ("p", "autoaugment", 7)] * 3
+    rates = result["images_per_sec"]
     assert rates == {"plain": [100.0, 50.0, 120.0], "aa": [95.0, 45.0, 90.0]}
+    assert result["cpu_ms_per_image"]["plain"] == [10.0, 20.0, 1000.0 / 120.0]
     # Paired costs 0.05, 0.10, 0.25: median 0.10. The best-of-each ratio, 1 - 95 / 120 = 0.21,
     # pairs the plain reading of the third round with the augmented reading of the first.
     assert input_pipeline.paired_cost(rates, "aa", "plain") == pytest.approx(0.10)
@@ -369,16 +372,25 @@ def test_jpeg_kinds_run_every_pipeline_on_every_kind_and_cost_is_against_that_ki
     def fake_rate(pattern, augment_name, batches):
         calls.append((pattern, augment_name))
         rate = {"light": 800.0, "photo": 600.0}[pattern]
-        return rate * {None: 1.0, "autoaugment": 0.9, "randaugment": 0.8}[augment_name]
+        factor = {None: 1.0, "autoaugment": 0.9, "randaugment": 0.8}[augment_name]
+        # CPU per image: 2.0 ms plain; AutoAugment 5% more, RandAugment 30% more on light
+        # JPEGs and 10% / 20% more on photo-like ones (not tied to the rate: its own figure).
+        cpu = 2.0 * {None: 1.0, "autoaugment": 1.05 if pattern == "light" else 1.1,
+                     "randaugment": 1.3 if pattern == "light" else 1.2}[augment_name]
+        return rate * factor, cpu
 
     monkeypatch.setattr(input_pipeline, "pipeline_images_per_sec", fake_rate)
-    rates = input_pipeline.kinds_rounds({"light": "light", "photo": "photo"}, 5, rounds=2)
+    readings = input_pipeline.kinds_rounds({"light": "light", "photo": "photo"}, 5, rounds=2)
     assert calls[:6] == [(kind, name) for kind in ("light", "photo")
                          for name in (None, "autoaugment", "randaugment")]
-    assert len(calls) == 12 and rates["photo/autoaugment"] == [540.0, 540.0]
-    summary = input_pipeline.summarize_kinds(rates, {"light": 47.0, "photo": 112.0}, cores=2)
+    assert len(calls) == 12 and readings["images_per_sec"]["photo/autoaugment"] == [540.0, 540.0]
+    summary = input_pipeline.summarize_kinds(readings, {"light": 47.0, "photo": 112.0}, cores=2)
     assert summary["photo"]["images_per_sec_per_core"] == {
         "plain": 300.0, "autoaugment": 270.0, "randaugment": 240.0}
     assert summary["light"]["cost"] == {"autoaugment": 0.1, "randaugment": 0.2}
     assert summary["photo"]["cost_paired_median"] == {"autoaugment": 0.1, "randaugment": 0.2}
+    assert summary["light"]["cpu_cost_paired_median"] == {"autoaugment": 0.05, "randaugment": 0.3}
+    assert summary["photo"]["cpu_cost_paired_median"] == {"autoaugment": 0.1, "randaugment": 0.2}
+    assert summary["photo"]["cpu_ms_per_image_median"] == {
+        "plain": 2.0, "autoaugment": 2.2, "randaugment": 2.4}
     assert summary["photo"]["mean_jpeg_kb"] == 112.0
