@@ -104,8 +104,8 @@ def make_images(directory: str, count: int, classes: int = 4, kind: str = "light
     return paths
 
 
-def pipeline_images_per_sec(pattern: str, augment_name: str | None,
-                            batches: int) -> tuple[float, float]:
+def pipeline_reading(pattern: str, augment_name: str | None,
+                     batches: int) -> tuple[float, float]:
     """(images/s, ms of this process's CPU per image: user + system, all threads) of a training
     pipeline over `batches` batches after warm-up."""
     import tensorflow as tf
@@ -134,14 +134,14 @@ def _process_cpu_seconds() -> float:
 
 
 def interleaved_rounds(contenders: dict, batches: int, rounds: int) -> dict:
-    """`pipeline_images_per_sec(pattern, augment_name, batches)` for each name: (pattern,
+    """`pipeline_reading(pattern, augment_name, batches)` for each name: (pattern,
     augment_name), in `rounds` interleaved rounds (contenders in order within a round):
     {"images_per_sec": {name: [each round's]}, "cpu_ms_per_image": {name: [...]}}."""
     rates: dict = {name: [] for name in contenders}
     cpu: dict = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, (pattern, augment_name) in contenders.items():
-            rate, cpu_ms = pipeline_images_per_sec(pattern, augment_name, batches)
+            rate, cpu_ms = pipeline_reading(pattern, augment_name, batches)
             rates[name].append(rate)
             cpu[name].append(cpu_ms)
     return {"images_per_sec": rates, "cpu_ms_per_image": cpu}
@@ -452,10 +452,7 @@ def run(quick: bool = False, plot: bool = True) -> dict:
         sizes = {"photo": _mean_kb(photo_paths), "light": _mean_kb(paths)}
         readings = kinds_rounds_in_subprocess(patterns, batches, rounds)
         result["pipeline_by_jpeg_kind"] = summarize_kinds(readings, sizes, cores)
-        result["pipeline_images_per_sec_per_round"] = {
-            k: [round(rate, 1) for rate in v] for k, v in readings["images_per_sec"].items()}
-        result["pipeline_cpu_ms_per_image_per_round"] = {
-            k: [round(ms, 3) for ms in v] for k, v in readings["cpu_ms_per_image"].items()}
+        result.update({f"pipeline_{k}": v for k, v in _per_round(readings).items()})
         headline = result["pipeline_by_jpeg_kind"]["photo"]
         result["pipeline_images"] = (f"{len(photo_paths)} photo-like JPEGs (ImageNet-encoded, "
                                      f"{sizes['photo']:.0f} KB on average)")
@@ -608,10 +605,7 @@ def compare_jpeg_kinds(num_images: int = 600, batches: int = 100, rounds: int = 
         readings = kinds_rounds_in_subprocess(patterns, batches, rounds)
     result = summarize_kinds(readings, sizes, _cores())
     result["rounds"], result["batches"] = rounds, batches
-    result["images_per_sec_per_round"] = {k: [round(r, 1) for r in v]
-                                          for k, v in readings["images_per_sec"].items()}
-    result["cpu_ms_per_image_per_round"] = {k: [round(ms, 3) for ms in v]
-                                            for k, v in readings["cpu_ms_per_image"].items()}
+    result.update(_per_round(readings))
     return result
 
 
@@ -629,6 +623,14 @@ def _op_summary(op_costs: dict, expected: dict) -> str:
             f"{expected['autoaugment']:.3f} ("
             + ", ".join(f"{k} {v:.0%}" for k, v in top)
             + f"), RandAugment {expected['randaugment']:.3f}")
+
+
+def _per_round(readings: dict) -> dict:
+    """`interleaved_rounds`' readings, rounded, as the result files keep them."""
+    return {"images_per_sec_per_round": {k: [round(rate, 1) for rate in v]
+                                         for k, v in readings["images_per_sec"].items()},
+            "cpu_ms_per_image_per_round": {k: [round(ms, 3) for ms in v]
+                                           for k, v in readings["cpu_ms_per_image"].items()}}
 
 
 def _mean_kb(paths: list[str]) -> float:

@@ -326,12 +326,12 @@ def test_interleaved_rounds_alternate_contenders_and_paired_cost_compares_within
     readings = iter([100.0, 95.0, 50.0, 45.0, 120.0, 90.0])  # plain, aa; plain, aa; ...
     calls = []
 
-    def fake_rate(pattern, augment_name, batches):
+    def fake_reading(pattern, augment_name, batches):
         calls.append((pattern, augment_name, batches))
         rate = next(readings)
         return rate, 1000.0 / rate  # CPU ms per image
 
-    monkeypatch.setattr(input_pipeline, "pipeline_images_per_sec", fake_rate)
+    monkeypatch.setattr(input_pipeline, "pipeline_reading", fake_reading)
     result = input_pipeline.interleaved_rounds(
         {"plain": ("p", None), "aa": ("p", "autoaugment")}, batches=7, rounds=3)
     assert calls == [("p", None, 7), ("p", "autoaugment", 7)] * 3
@@ -369,7 +369,7 @@ def test_jpeg_kinds_run_every_pipeline_on_every_kind_and_cost_is_against_that_ki
 
     calls = []
 
-    def fake_rate(pattern, augment_name, batches):
+    def fake_reading(pattern, augment_name, batches):
         calls.append((pattern, augment_name))
         rate = {"light": 800.0, "photo": 600.0}[pattern]
         factor = {None: 1.0, "autoaugment": 0.9, "randaugment": 0.8}[augment_name]
@@ -379,7 +379,7 @@ def test_jpeg_kinds_run_every_pipeline_on_every_kind_and_cost_is_against_that_ki
                      "randaugment": 1.3 if pattern == "light" else 1.2}[augment_name]
         return rate * factor, cpu
 
-    monkeypatch.setattr(input_pipeline, "pipeline_images_per_sec", fake_rate)
+    monkeypatch.setattr(input_pipeline, "pipeline_reading", fake_reading)
     readings = input_pipeline.kinds_rounds({"light": "light", "photo": "photo"}, 5, rounds=2)
     assert calls[:6] == [(kind, name) for kind in ("light", "photo")
                          for name in (None, "autoaugment", "randaugment")]
