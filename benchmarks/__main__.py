@@ -1,8 +1,8 @@
-"""`python -m benchmarks run [--quick] [--only NAME]`: speed next to peers, written to results/.
+"""`python -m benchmarks run [--quick] [--only NAME]`: speed next to peers, into results/.
 
-Each benchmark writes `benchmarks/results/<name>.json` (figures, ratios, machine, versions, date)
-and a PNG plot, and the table in `benchmarks/README.md` is regenerated. Absolute times on a shared
-2-core machine are noisy: the ratios against peers measured in the same run are what count.
+Each benchmark writes `benchmarks/results/<name>.json` (figures, machine, library versions) and
+a PNG; then the performance table of README.md and benchmarks/README.md is regenerated
+(`python -m benchmarks table --write` does only that).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import efficientnet  # noqa: E402,F401
 BENCHMARKS = {
     "train": "benchmarks.train_speed",
     "input": "benchmarks.input_pipeline",
+    "conversion": "benchmarks.conversion",
     "latency": "benchmarks.latency",
     "scaling": "benchmarks.scaling",
 }
@@ -32,21 +33,22 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run benchmarks and write results/")
-    run.add_argument("--quick", action="store_true", help="short runs (under 10 minutes in all)")
+    run.add_argument("--quick", action="store_true", help="short runs (minutes, noisier)")
     run.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
                      help="run only this benchmark (repeatable)")
+    table = sub.add_parser("table", help="the performance table from results/*.json")
+    table.add_argument("--write", action="store_true", help="rewrite it in both READMEs")
+    table.add_argument("--check", action="store_true",
+                       help="exit 1 when a README's table differs from the generated one")
     args = parser.parse_args(argv)
 
     from benchmarks import common
+    from benchmarks import table as results_table
 
-    failures = 0
+    if args.command == "table":
+        return results_table.main(write=args.write, check=args.check)
     for name in args.only or list(BENCHMARKS):
-        try:
-            module = importlib.import_module(BENCHMARKS[name])
-        except ImportError as error:
-            print(f"[{name}] not available: {error}", file=sys.stderr)
-            failures += 1
-            continue
+        module = importlib.import_module(BENCHMARKS[name])
         print(f"[{name}] running{' (quick)' if args.quick else ''} ...", flush=True)
         start = time.perf_counter()
         result = module.run(quick=args.quick)
@@ -56,8 +58,7 @@ def main(argv=None) -> int:
         for line in result.get("summary", []):
             print(f"[{name}] {line}")
         print(f"[{name}] wrote {path} in {result['wall_seconds']} s", flush=True)
-    common.update_readme()
-    return 1 if failures else 0
+    return results_table.main(write=True)
 
 
 if __name__ == "__main__":

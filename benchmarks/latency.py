@@ -152,8 +152,8 @@ def run(quick: bool = False) -> dict:
         timm_path = _timm_onnx(directory)
         if timm_path:
             contenders["timm onnxruntime"] = _OnnxNCHWRunner(timm_path, threads)
-        # Interleaved rounds, best reading of each contender: this shared machine's speed drifts
-        # between and within minutes, and one pass per contender put that drift in the ratios.
+        # Interleaved rounds, best reading of each contender: a shared host's speed drifts
+        # within minutes, and one pass per contender would put that drift in the ratios.
         for _ in range(rounds):
             for name, predictor in contenders.items():
                 reading = infer.benchmark(predictor, runs=runs)
@@ -190,10 +190,9 @@ def run(quick: bool = False) -> dict:
         summary.append("timm not installed (pip install -e '.[bench]'): no PyTorch/ONNX peer")
     from benchmarks.common import bar_plot
 
-    names = list(ok)
     bar_plot("latency", f"efficientnet-b0 {SIZE}px batch-1 latency (p50, lower is better)",
-             [n.replace("keras.applications", "keras.app").replace(" ", "\n", 1) for n in names],
-             [ok[n]["batch1_p50_ms"] for n in names], "milliseconds",
+             {n.replace("keras.applications", "keras.app").replace(" ", "\n", 1):
+              ok[n]["batch1_p50_ms"] for n in ok}, "milliseconds",
              note=f"{threads} threads; random weights")
     return {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs,
                          "rounds": rounds},

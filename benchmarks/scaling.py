@@ -93,6 +93,6 @@ def run(quick: bool = False) -> dict:
     from benchmarks.common import bar_plot
 
     bar_plot("scaling", f"{MODEL} training throughput, {SIZE}px, global batch {BATCH}",
-             ["1 device", "2 logical devices", "2 workers"], [one, mirrored, workers],
+             {"1 device": one, "2 logical devices": mirrored, "2 workers": workers},
              "images / second", note=f"{os.cpu_count()} cores shared by all replicas")
     return result

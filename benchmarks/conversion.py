@@ -1,0 +1,135 @@
+"""Conversion speed: `tfrecord_tools` against the TF-models converter's approach, per CPU core.
+
+- ours: `python -m tfrecord_tools folder` as users run it (worker processes that each write
+  whole shards; RGB JPEGs checked from their headers and stored byte for byte), timed by its
+  own `conversion_report.json`;
+- baseline: one image at a time on threads, as the TF-models `build_imagenet_data.py` does
+  (TensorFlow decodes every image to check it, one tf.train.Example and one TFRecordWriter per
+  thread).
+
+Both convert the same 10,000 files (2,000 generated 500x375 JPEGs, each hard-linked 5 times, so
+that the run is long enough for a fixed start-up not to weigh) in interleaved rounds. The
+statistic is the median over rounds of ours / baseline images/s within the same round.
+
+    python -m benchmarks run --only conversion [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from benchmarks import common
+from benchmarks.input_pipeline import HEIGHT, WIDTH, cores, make_images
+
+COPIES = 5
+
+
+def baseline_convert(paths: list[str], output_directory: str, num_threads: int) -> float:
+    """images/s of the TF-models approach: threads, one image at a time, TF decode to check."""
+    import tensorflow as tf
+
+    def feature(value):
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def work(thread_index, thread_paths):
+        path = os.path.join(output_directory, f"train-{thread_index:05d}-of-{num_threads:05d}")
+        with tf.io.TFRecordWriter(path) as writer:
+            for label, filename in thread_paths:
+                with tf.io.gfile.GFile(filename, "rb") as f:
+                    data = f.read()
+                image = tf.io.decode_jpeg(data, channels=3)
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "image/height": feature(int(image.shape[0])),
+                    "image/width": feature(int(image.shape[1])),
+                    "image/colorspace": feature(b"RGB"), "image/channels": feature(3),
+                    "image/class/label": feature(label), "image/class/synset": feature(b"class"),
+                    "image/format": feature(b"JPEG"),
+                    "image/filename": feature(os.path.basename(filename).encode()),
+                    "image/encoded": feature(data)}))
+                writer.write(example.SerializeToString())
+
+    labelled = [(1 + i % 4, p) for i, p in enumerate(paths)]
+    threads = [threading.Thread(target=work, args=(t, labelled[t::num_threads]))
+               for t in range(num_threads)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(paths) / (time.perf_counter() - start)
+
+
+def ours_convert(input_directory: str, output_directory: str, workers: int) -> float:
+    """images/s of `python -m tfrecord_tools folder` over the conversion its report times, in
+    its own process (this one has TensorFlow loaded, which the CLI never needs)."""
+    subprocess.run([sys.executable, "-m", "tfrecord_tools", "folder", "--quiet",
+                    f"--input_directory={input_directory}",
+                    f"--output_directory={output_directory}", "--validation_fraction=0",
+                    f"--train_shards={workers}", f"--num_workers={workers}"],
+                   check=True, capture_output=True, text=True)
+    with open(os.path.join(output_directory, "conversion_report.json")) as f:
+        report = json.load(f)
+    return report["written"]["train"] / report["seconds"]
+
+
+def linked_copies(source_directory: str, directory: str, copies: int) -> list[str]:
+    """Every file under `source_directory` `copies` times under `directory`, in the same class
+    folders (hard links; copies where the file system has none); returns the new paths."""
+    paths = []
+    for root, _, files in sorted(os.walk(source_directory)):
+        folder = os.path.join(directory, os.path.relpath(root, source_directory))
+        os.makedirs(folder, exist_ok=True)
+        for copy in range(copies):
+            for name in sorted(files):
+                source, target = os.path.join(root, name), os.path.join(folder, f"{copy}_{name}")
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copyfile(source, target)
+                paths.append(target)
+    return paths
+
+
+def run(quick: bool = False) -> dict:
+    num_images, copies, rounds = (400, 1, 1) if quick else (2000, COPIES, 3)
+    workers = cores()
+    rates: dict = {"ours": [], "baseline": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        make_images(os.path.join(tmp, "images"), num_images)
+        source = os.path.join(tmp, "linked")
+        paths = linked_copies(os.path.join(tmp, "images"), source, copies)
+        for index in range(rounds):
+            for name in ("baseline", "ours"):
+                output = os.path.join(tmp, f"{name}{index}")  # deleted after its reading
+                os.makedirs(output)
+                rates[name].append(baseline_convert(paths, output, workers) if name == "baseline"
+                                   else ours_convert(source, output, workers))
+                shutil.rmtree(output)
+    ours, baseline = max(rates["ours"]) / workers, max(rates["baseline"]) / workers
+    speedup = common.paired_ratio(rates, "ours", "baseline")
+    result = {
+        "cores": workers, "conversion_images": len(paths), "conversion_repeats": rounds,
+        "source_images": f"{num_images} JPEGs {WIDTH}x{HEIGHT} q90, each {copies} times",
+        "conversion_images_per_sec_per_core": {
+            "tfrecord_tools": round(ours, 1), "baseline (TF-models style threads)":
+                round(baseline, 1)},
+        "conversion_images_per_sec_per_round": {k: [round(v, 1) for v in values]
+                                                for k, values in rates.items()},
+        "conversion_speedup_paired_median": round(speedup, 2),
+        "summary": [f"conversion of {len(paths):,} files: {ours:.0f} images/s/core vs "
+                    f"{baseline:.0f} for the TF-models-style baseline (median of {rounds} "
+                    f"paired rounds {speedup:.1f}x)"],
+    }
+    common.bar_plot("conversion", f"Conversion, images/s per core ({workers} cores)",
+                    {"tfrecord_tools": ours, "TF-models-style threads": baseline},
+                    "images / s / core", note=result["source_images"])
+    return result
