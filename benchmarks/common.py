@@ -1,4 +1,4 @@
-"""Shared plumbing of the benchmarks: result files, machine info, paired statistics, plots."""
+"""Shared plumbing of the benchmarks: result files, machine info, the paired statistic."""
 
 from __future__ import annotations
 
@@ -91,37 +91,11 @@ def paired_ratio(readings: dict, name: str, reference: str) -> float:
 
 
 def write_result(name: str, result: dict) -> Path:
-    """Writes `results/<name>.json` with the machine info added; returns the path."""
+    """Writes `results/<name>.json` with the machine info added to `result["machine"]` (what
+    only the benchmark knows, such as a GPU's name); returns the path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    payload = {"benchmark": name, **result, "machine": machine_info()}
+    payload = {"benchmark": name, **result,
+               "machine": {**machine_info(), **result.get("machine", {})}}
     path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
-
-
-def bar_plot(name: str, title: str, values: dict[str, float], ylabel: str,
-             note: str = "") -> Path | None:
-    """A bar chart `results/<name>.png` of {label: value}, ours first (None without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    figure, axis = plt.subplots(figsize=(7, 4))
-    bars = axis.bar(list(values), list(values.values()),
-                    color=["#2b6cb0"] + ["#a0aec0"] * (len(values) - 1))
-    for bar, value in zip(bars, values.values()):
-        axis.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                      ha="center", va="bottom", fontsize=9)
-    axis.set_title(title)
-    axis.set_ylabel(ylabel)
-    axis.tick_params(axis="x", labelsize=8)
-    if note:
-        figure.text(0.01, 0.01, note, fontsize=7, color="#555555")
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
-    path = RESULTS_DIR / f"{name}.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path

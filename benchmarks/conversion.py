@@ -129,7 +129,4 @@ def run(quick: bool = False) -> dict:
                     f"{baseline:.0f} for the TF-models-style baseline (median of {rounds} "
                     f"paired rounds {speedup:.1f}x)"],
     }
-    common.bar_plot("conversion", f"Conversion, images/s per core ({workers} cores)",
-                    {"tfrecord_tools": ours, "TF-models-style threads": baseline},
-                    "images / s / core", note=result["source_images"])
     return result

@@ -7,9 +7,10 @@ label smoothing and weight decay), next to timm's twin of each model (torch.auto
 channels_last), each in its own process. The statistic is images/s, the median of the timed
 steps after a warm-up.
 
-    python -m benchmarks.gpu_jax speed --models efficientnet-b0,efficientnetv2-s --batch 128 \
-        --output gpu_speed.json                                  # on the GPU machine
-    python -m benchmarks.gpu_jax record --speed gpu_speed.json   # here: results/gpu.json
+    python -m benchmarks.gpu_jax speed [--models efficientnet-b0,efficientnetv2-s] [--batch 128]
+
+writes `benchmarks/results/gpu.json`; bring it back from the GPU machine and run
+`python -m benchmarks table --write`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 # timm names of the same architectures (same block strings and widths).
 TIMM_TWINS = {"efficientnet-b0": "efficientnet_b0", "efficientnetv2-s": "tf_efficientnetv2_s"}
@@ -80,6 +80,25 @@ def _state(model, optimizer):
             [v.value for v in optimizer.variables])
 
 
+def _timed_steps(one_step, sync, batch: int, warmup: int, steps: int):
+    """(last loss, seconds of the first step, images/s: median of `steps` timed steps after
+    `warmup` more); `sync(loss)` waits for the device."""
+    start = time.perf_counter()
+    loss = one_step()
+    sync(loss)
+    compile_s = round(time.perf_counter() - start, 1)
+    for _ in range(warmup):
+        loss = one_step()
+    sync(loss)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = one_step()
+        sync(loss)
+        times.append(time.perf_counter() - start)
+    return loss, compile_s, round(batch / statistics.median(times), 1)
+
+
 def speed_ours(name: str, batch: int, size: int, steps: int, warmup: int, precision: str) -> dict:
     keras = _keras_jax(precision)
     import jax
@@ -94,28 +113,21 @@ def speed_ours(name: str, batch: int, size: int, steps: int, warmup: int, precis
     key = jax.random.PRNGKey(0)
     images = jax.random.normal(key, (batch, size, size, 3), jnp.float32)
     labels = jax.nn.one_hot(jax.random.randint(key, (batch,), 0, 1000), 1000)
-    start = time.perf_counter()
-    loss, state = step(state, images, labels)
-    loss.block_until_ready()
-    compile_s = time.perf_counter() - start
-    for _ in range(warmup):
+
+    def one_step():
+        nonlocal state
         loss, state = step(state, images, labels)
-    loss.block_until_ready()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        loss, state = step(state, images, labels)
-        loss.block_until_ready()
-        times.append(time.perf_counter() - start)
+        return loss
+
+    loss, compile_s, rate = _timed_steps(one_step, lambda loss: loss.block_until_ready(),
+                                         batch, warmup, steps)
     return {"framework": "keras-jax", "model": name, "precision": precision, "batch": batch,
-            "size": size, "images_per_sec": round(batch / statistics.median(times), 1),
-            "compile_s": round(compile_s, 1), "loss": float(loss),
+            "size": size, "images_per_sec": rate, "compile_s": compile_s, "loss": float(loss),
             "device": str(jax.devices()[0]), "jax": jax.__version__,
             "keras": keras.__version__}
 
 
-def speed_timm(name: str, batch: int, size: int, steps: int, warmup: int,
-               compiled: bool) -> dict:
+def speed_timm(name: str, batch: int, size: int, steps: int, warmup: int) -> dict:
     import timm
     import torch
 
@@ -124,7 +136,6 @@ def speed_timm(name: str, batch: int, size: int, steps: int, warmup: int,
     device = torch.device("cuda")
     model = timm.create_model(TIMM_TWINS[name], num_classes=1000).to(device).train()
     model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if compiled else model
     optimizer = torch.optim.RMSprop(model.parameters(), lr=0.016 * batch / 256, alpha=0.9,
                                     eps=1e-3, momentum=0.9, weight_decay=1e-5)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
@@ -135,37 +146,22 @@ def speed_timm(name: str, batch: int, size: int, steps: int, warmup: int,
     def one_step():
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = loss_fn(step_model(images), labels)
+            loss = loss_fn(model(images), labels)
         loss.backward()
         optimizer.step()
         return loss
 
-    start = time.perf_counter()
-    one_step()
-    torch.cuda.synchronize()
-    compile_s = time.perf_counter() - start
-    for _ in range(warmup):
-        one_step()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        loss = one_step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {"framework": "timm-torch" + ("-compile" if compiled else ""), "model": name,
+    loss, compile_s, rate = _timed_steps(one_step, lambda loss: torch.cuda.synchronize(),
+                                         batch, warmup, steps)
+    return {"framework": "timm-torch", "model": name,
             "timm_model": TIMM_TWINS[name], "precision": "autocast-bfloat16", "batch": batch,
-            "size": size, "images_per_sec": round(batch / statistics.median(times), 1),
-            "compile_s": round(compile_s, 1), "loss": float(loss),
+            "size": size, "images_per_sec": rate, "compile_s": compile_s, "loss": float(loss),
             "device": torch.cuda.get_device_name(), "torch": torch.__version__,
             "timm": timm.__version__}
 
 
-def record(speed_files: list[str], device: str) -> dict:
-    """Writes results/gpu.json and gpu.png from the JSON lists `speed --output` wrote."""
-    from benchmarks import common
-
-    speed = [row for path in speed_files for row in json.loads(Path(path).read_text())]
+def summarize(speed: list[dict]) -> list[str]:
+    """One line per measurement of ours, against timm's for the same model."""
     summary = []
     for model in sorted({row["model"] for row in speed}):
         rows = [row for row in speed if row["model"] == model and "images_per_sec" in row]
@@ -179,21 +175,7 @@ def record(speed_files: list[str], device: str) -> dict:
             if ours["loss"] != ours["loss"]:  # NaN
                 line += " -- loss went NaN, figure not valid"
             summary.append(line)
-    versions = {key: value for row in speed for key, value in row.items()
-                if key in ("jax", "keras", "torch", "timm")}
-    result = {"benchmark": "gpu", "speed": speed, "summary": summary,
-              "machine": {key: value for key, value in common.machine_info().items()
-                          if key in ("date", "commit")} | {"device": device, **versions}}
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (common.RESULTS_DIR / "gpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    valid = [row for row in speed if "images_per_sec" in row and row["loss"] == row["loss"]]
-    common.bar_plot(
-        "gpu", f"Training images/s on {device}",
-        {f"{row['model'].replace('efficientnet', 'en')}\n{row['framework']} "
-         f"{row['precision'].replace('autocast-', '').replace('mixed_', '')}":
-         row["images_per_sec"] for row in valid}, "images/s",
-        note="ours: Keras 3 on JAX, jitted stateless step; timm: eager PyTorch, channels_last")
-    return result
+    return summary
 
 
 def main(argv=None) -> int:
@@ -206,33 +188,23 @@ def main(argv=None) -> int:
     speed.add_argument("--steps", type=int, default=20)
     speed.add_argument("--warmup", type=int, default=5)
     speed.add_argument("--precision", default="mixed_bfloat16")
-    speed.add_argument("--frameworks", default="ours,timm",
-                       help="comma list of ours, timm, timm-compile (torch.compile)")
-    speed.add_argument("--output", help="write all measurements to this JSON file")
+    speed.add_argument("--frameworks", default="ours,timm", help="comma list of ours, timm")
     one = sub.add_parser("speed-one", help=argparse.SUPPRESS)
-    one.add_argument("--framework", choices=["ours", "timm", "timm-compile"], required=True)
+    one.add_argument("--framework", choices=["ours", "timm"], required=True)
     one.add_argument("--model", required=True)
     one.add_argument("--batch", type=int, required=True)
     one.add_argument("--size", type=int, required=True)
     one.add_argument("--steps", type=int, required=True)
     one.add_argument("--warmup", type=int, required=True)
     one.add_argument("--precision", default="mixed_bfloat16")
-    rec = sub.add_parser("record", help="write results/gpu.json from files brought back")
-    rec.add_argument("--speed", action="append", default=[], help="JSON list from `speed`")
-    rec.add_argument("--device", default="NVIDIA H100 80GB HBM3")
     args = parser.parse_args(argv)
 
-    if args.command == "record":
-        for line in record(args.speed, args.device)["summary"]:
-            print(line)
-        return 0
     if args.command == "speed-one":
         if args.framework == "ours":
             result = speed_ours(args.model, args.batch, args.size, args.steps, args.warmup,
                                 args.precision)
         else:
-            result = speed_timm(args.model, args.batch, args.size, args.steps, args.warmup,
-                                args.framework == "timm-compile")
+            result = speed_timm(args.model, args.batch, args.size, args.steps, args.warmup)
         print(json.dumps(result), flush=True)
         return 0
     from efficientnet.models import get_spec
@@ -254,8 +226,14 @@ def main(argv=None) -> int:
                 result = json.loads(proc.stdout.strip().splitlines()[-1])
             print(json.dumps(result), flush=True)
             results.append(result)
-    if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    from benchmarks import common
+
+    device = next((row["device"] for row in results if row.get("framework") == "timm-torch"),
+                  "GPU")
+    summary = summarize(results)
+    path = common.write_result("gpu", {"speed": results, "summary": summary,
+                                       "machine": {"device": device}})
+    print("\n".join(summary) + f"\nwrote {path}")
     return 0
 
 

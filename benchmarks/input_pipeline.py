@@ -169,8 +169,6 @@ def run(quick: bool = False) -> dict:
         f"plain, {per_core['autoaugment']:.0f} with AutoAugment, {per_core['randaugment']:.0f} "
         f"with RandAugment; cost, median of {rounds} paired rounds: AutoAugment "
         f"{cost['autoaugment']:+.1%}, RandAugment {cost['randaugment']:+.1%}"]
-    common.bar_plot("input", f"Training input at {SIZE} px, images/s per core", per_core,
-                    "images / s / core", note=result["pipeline_images"])
     return result
 
 

@@ -123,6 +123,33 @@ def _timm_onnx(directory: str) -> str | None:
     return None if run_peer("onnx", f"--size={SIZE}", f"--output={path}") is None else path
 
 
+def best_of_rounds(contenders: dict, rounds: int, measure) -> dict:
+    """{name: `measure(predictor)` with the lowest batch-1 p50 over `rounds` interleaved rounds
+    (and the highest batch throughput)}: a shared host's speed drifts within minutes, and one
+    pass per contender would put that drift in the ratios."""
+    best: dict = {}
+    for _ in range(rounds):
+        for name, predictor in contenders.items():
+            reading = measure(predictor)
+            kept = best.setdefault(name, {**reading, "rounds": 0})
+            kept["rounds"] += 1
+            kept["images_per_second"] = max(kept["images_per_second"],
+                                            reading["images_per_second"])
+            if reading["batch1_p50_ms"] < kept["batch1_p50_ms"]:
+                kept.update(batch1_p50_ms=reading["batch1_p50_ms"],
+                            batch1_p90_ms=reading["batch1_p90_ms"])
+    return best
+
+
+def compare(figures: dict) -> dict:
+    """The fastest of ours ("ours ..." names) and of the peers at batch 1, and their ratio."""
+    ok = {k: v["batch1_p50_ms"] for k, v in figures.items() if "error" not in v}
+    best_ours = min((k for k in ok if k.startswith("ours")), key=ok.get)
+    best_peer = min((k for k in ok if not k.startswith("ours")), key=ok.get)
+    return {"best_ours": best_ours, "best_peer": best_peer,
+            "ratio_best_ours_vs_best_peer": round(ok[best_ours] / ok[best_peer], 3)}
+
+
 def run(quick: bool = False) -> dict:
     import keras
 
@@ -130,71 +157,39 @@ def run(quick: bool = False) -> dict:
     from efficientnet.export import ExportConfig, export_model, load_predictor
 
     threads = os.cpu_count() or 1
-    runs = 10 if quick else 40
-    rounds = 2 if quick else 5
+    runs, rounds = (10, 2) if quick else (40, 5)
     calibration = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
-    figures: dict[str, dict] = {}
     contenders: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as directory:
         keras.backend.clear_session()
-        model = models.build("efficientnet-b0", image_size=SIZE)
-        config = ExportConfig(model_name="efficientnet-b0", export_dir=os.path.join(directory, "ours"),
-                              num_steps=8)
-        report = export_model(model, config)
+        config = ExportConfig(model_name="efficientnet-b0", num_steps=8,
+                              export_dir=os.path.join(directory, "ours"))
+        report = export_model(models.build("efficientnet-b0", image_size=SIZE), config)
+        errors = {f"ours {fmt}": {"error": entry["error"]}
+                  for fmt, entry in report["formats"].items() if "error" in entry}
         for fmt, entry in report["formats"].items():
-            if "error" in entry:
-                figures[f"ours {fmt}"] = {"error": entry["error"]}
-                continue
-            contenders[f"ours {fmt}"] = load_predictor(
-                os.path.join(config.export_dir, entry["file"]), threads)
+            if "error" not in entry:
+                contenders[f"ours {fmt}"] = load_predictor(
+                    os.path.join(config.export_dir, entry["file"]), threads)
         for kind, path in _keras_applications_tflite(directory, calibration).items():
             contenders[f"keras.applications tflite {kind}"] = _TFLiteRunner(path, threads)
         timm_path = _timm_onnx(directory)
         if timm_path:
             contenders["timm onnxruntime"] = _OnnxNCHWRunner(timm_path, threads)
-        # Interleaved rounds, best reading of each contender: a shared host's speed drifts
-        # within minutes, and one pass per contender would put that drift in the ratios.
-        for _ in range(rounds):
-            for name, predictor in contenders.items():
-                reading = infer.benchmark(predictor, runs=runs)
-                best = figures.get(name)
-                if best is None:
-                    figures[name] = {**reading, "rounds": 1}
-                    continue
-                best["rounds"] += 1
-                best["images_per_second"] = max(best["images_per_second"],
-                                                reading["images_per_second"])
-                if reading["batch1_p50_ms"] < best["batch1_p50_ms"]:
-                    best["batch1_p50_ms"] = reading["batch1_p50_ms"]
-                    best["batch1_p90_ms"] = reading["batch1_p90_ms"]
-
-    ok = {k: v for k, v in figures.items() if "error" not in v}
-    peers = {k: v for k, v in ok.items() if not k.startswith("ours")}
-    ours = {k: v for k, v in ok.items() if k.startswith("ours")}
-    best_peer = min(peers, key=lambda k: peers[k]["batch1_p50_ms"])
-    best_ours = min(ours, key=lambda k: ours[k]["batch1_p50_ms"])
-    ratio = ours[best_ours]["batch1_p50_ms"] / peers[best_peer]["batch1_p50_ms"]
-    summary = [
-        f"batch-1 p50: best ours {best_ours} {ours[best_ours]['batch1_p50_ms']:.1f} ms vs best "
-        f"peer {best_peer} {peers[best_peer]['batch1_p50_ms']:.1f} ms (ratio {ratio:.2f}, goal "
-        "<= 0.8)",
-    ]
+        figures = {**best_of_rounds(contenders, rounds,
+                                    lambda predictor: infer.benchmark(predictor, runs=runs)),
+                   **errors}
+    result = {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs,
+                           "rounds": rounds}, "figures": figures, **compare(figures)}
+    ours, peer = (result[key] for key in ("best_ours", "best_peer"))
+    summary = [f"batch-1 p50: best ours {ours} {figures[ours]['batch1_p50_ms']:.2f} ms vs best "
+               f"peer {peer} {figures[peer]['batch1_p50_ms']:.2f} ms "
+               f"({result['ratio_best_ours_vs_best_peer']:.2f}x)"]
     for name, entry in figures.items():
-        if "error" in entry:
-            summary.append(f"{name}: failed: {entry['error'][:120]}")
-        else:
-            summary.append(f"{name}: p50 {entry['batch1_p50_ms']:.1f} ms, p90 "
-                           f"{entry['batch1_p90_ms']:.1f} ms, {entry['images_per_second']:.1f} "
-                           "img/s at batch 32")
-    if not any(k.startswith("timm") for k in figures):
+        summary.append(f"{name}: failed: {entry['error'][:120]}" if "error" in entry else
+                       f"{name}: p50 {entry['batch1_p50_ms']:.2f} ms, "
+                       f"{entry['images_per_second']:.1f} img/s at batch 32")
+    if not timm_path:
         summary.append("timm not installed (pip install -e '.[bench]'): no PyTorch/ONNX peer")
-    from benchmarks.common import bar_plot
-
-    bar_plot("latency", f"efficientnet-b0 {SIZE}px batch-1 latency (p50, lower is better)",
-             {n.replace("keras.applications", "keras.app").replace(" ", "\n", 1):
-              ok[n]["batch1_p50_ms"] for n in ok}, "milliseconds",
-             note=f"{threads} threads; random weights")
-    return {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs,
-                         "rounds": rounds},
-            "figures": figures, "best_ours": best_ours, "best_peer": best_peer,
-            "ratio_best_ours_vs_best_peer": round(ratio, 3), "summary": summary}
+    result["summary"] = summary
+    return result

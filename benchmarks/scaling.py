@@ -90,9 +90,4 @@ def run(quick: bool = False) -> dict:
         f"{mirrored:.1f} ({mirrored / one:.2f}x), 2 worker processes {workers:.1f} "
         f"({workers / one:.2f}x) on {os.cpu_count()} cores"
     ]
-    from benchmarks.common import bar_plot
-
-    bar_plot("scaling", f"{MODEL} training throughput, {SIZE}px, global batch {BATCH}",
-             {"1 device": one, "2 logical devices": mirrored, "2 workers": workers},
-             "images / second", note=f"{os.cpu_count()} cores shared by all replicas")
     return result

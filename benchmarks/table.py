@@ -87,7 +87,9 @@ def input_rows(result: dict) -> list[tuple]:
 
 
 def conversion_rows(result: dict) -> list[tuple]:
-    rates = result["conversion_images_per_sec_per_core"]
+    rates = result.get("conversion_images_per_sec_per_core")  # input.json holds it when there is no conversion.json
+    if rates is None:
+        return []
     baseline = next(v for k, v in rates.items() if k.startswith("baseline"))
     return [(f"converting {result['conversion_images']:,} JPEGs to TFRecords",
              _rate(rates["tfrecord_tools"], "img/s/core"),

@@ -11,11 +11,8 @@ The statistic is images/s, the median over the loops after the first (which trac
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
-
-from benchmarks import common
 
 BATCH, SIZE = 32, 224
 
@@ -65,15 +62,11 @@ def run(quick: bool = False) -> dict:
     }
     summary = [f"efficientnet-b0 train {SIZE}px bs{BATCH}: ours {ours:.2f} img/s, "
                f"keras.applications {peer:.2f} img/s ({ours / peer:.2f}x)"]
-    bars = {"ours": ours, "keras.applications\n(same engine)": peer}
     if timm:
         result["ratio_ours_vs_timm"] = round(ours / timm["images_per_sec"], 3)
         summary.append(f"timm efficientnet_b0 {timm['images_per_sec']:.2f} img/s "
                        f"(ours/timm {result['ratio_ours_vs_timm']:.2f}x)")
-        bars["timm\n(PyTorch CPU)"] = timm["images_per_sec"]
     else:
         summary.append("timm not installed (pip install -e '.[bench]'): no PyTorch peer")
     result["summary"] = summary
-    common.bar_plot("train", f"efficientnet-b0 training, {SIZE}px, batch {BATCH}, float32, CPU",
-                    bars, "images / second", note=f"{os.cpu_count()} cores")
     return result
