@@ -169,6 +169,9 @@ def main(write: bool = False, check: bool = False, readmes=READMES,
     stale = []
     for readme in readmes:
         text = readme.read_text()
+        if BEGIN not in text or END not in text:
+            print(f"{readme}: no {BEGIN} / {END} markers to put the table between")
+            return 1
         updated = replace_table(text, table)
         if updated != text:
             stale.append(readme)
