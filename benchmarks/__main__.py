@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # so the engine is measured as users run it.
 import efficientnet  # noqa: E402,F401
 
-# name -> module with `run(quick: bool) -> dict` (a dict with a "summary" list of lines).
+# name -> module with `run(quick: bool) -> dict`, the figures of results/<name>.json.
 BENCHMARKS = {
     "train": "benchmarks.train_speed",
     "input": "benchmarks.input_pipeline",
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
         result["quick"] = args.quick
         path = common.write_result(name, result)
-        for line in result.get("summary", []):
+        for line in results_table.markdown_rows(name, json.loads(path.read_text())):
             print(f"[{name}] {line}")
         print(f"[{name}] wrote {path} in {result['wall_seconds']} s", flush=True)
     return results_table.main(write=True)

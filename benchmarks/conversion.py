@@ -1,17 +1,8 @@
-"""Conversion speed: `tfrecord_tools` against the TF-models converter's approach, per CPU core.
-
-- ours: `python -m tfrecord_tools folder` as users run it (worker processes that each write
-  whole shards; RGB JPEGs checked from their headers and stored byte for byte), timed by its
-  own `conversion_report.json`;
-- baseline: one image at a time on threads, as the TF-models `build_imagenet_data.py` does
-  (TensorFlow decodes every image to check it, one tf.train.Example and one TFRecordWriter per
-  thread).
-
-Both convert the same 10,000 files (2,000 generated 500x375 JPEGs, each hard-linked 5 times, so
-that the run is long enough for a fixed start-up not to weigh) in interleaved rounds. The
-statistic is the median over rounds of ours / baseline images/s within the same round.
-
-    python -m benchmarks run --only conversion [--quick]
+"""Conversion speed per CPU core: `python -m tfrecord_tools folder` as users run it (timed by
+its `conversion_report.json`) against the TF-models `build_imagenet_data.py` approach (threads,
+one image at a time, a TensorFlow decode of each), on 10,000 files (2,000 generated JPEGs, each
+hard-linked 5 times, so that a fixed start-up does not weigh). Statistic: the median over
+interleaved rounds of ours / baseline images/s within the same round.
 """
 
 from __future__ import annotations
@@ -116,7 +107,7 @@ def run(quick: bool = False) -> dict:
                 shutil.rmtree(output)
     ours, baseline = max(rates["ours"]) / workers, max(rates["baseline"]) / workers
     speedup = common.paired_ratio(rates, "ours", "baseline")
-    result = {
+    return {
         "cores": workers, "conversion_images": len(paths), "conversion_repeats": rounds,
         "source_images": f"{num_images} JPEGs {WIDTH}x{HEIGHT} q90, each {copies} times",
         "conversion_images_per_sec_per_core": {
@@ -125,8 +116,4 @@ def run(quick: bool = False) -> dict:
         "conversion_images_per_sec_per_round": {k: [round(v, 1) for v in values]
                                                 for k, values in rates.items()},
         "conversion_speedup_paired_median": round(speedup, 2),
-        "summary": [f"conversion of {len(paths):,} files: {ours:.0f} images/s/core vs "
-                    f"{baseline:.0f} for the TF-models-style baseline (median of {rounds} "
-                    f"paired rounds {speedup:.1f}x)"],
     }
-    return result

@@ -1,15 +1,10 @@
 """What AutoAugment and RandAugment cost in the training input pipeline, per CPU core.
 
-`efficientnet.data.build_dataset` training input at 224 px, batch 32, on ImageNet-like JPEG
-records (500x375 with a natural image spectrum, encoded as most ImageNet JPEGs are: quality 96,
-no chroma subsampling, ~112 KB): plain (decode + random crop + flip + normalise), + AutoAugment
-(policy v0), + RandAugment (2 layers, magnitude 10). The three pipelines run in interleaved
-rounds in a fresh process set up as training sets itself up (TensorFlow's default thread pools,
-the pipeline's CPU XLA programs on one thread each, efficientnet.data.cpu_xla). The statistic is
-each augmentation's cost: the median over rounds of 1 - augmented images/s / plain images/s
-within the same round.
-
-    python -m benchmarks run --only input [--quick]
+`build_dataset` at 224 px, batch 32, on ImageNet-like JPEGs (500x375, natural image spectrum,
+quality 96, no chroma subsampling, ~112 KB): plain, + AutoAugment (v0), + RandAugment (2 layers,
+magnitude 10), in interleaved rounds in a fresh process set up as training sets itself up (CPU
+XLA programs on one thread each, efficientnet.data.cpu_xla). Statistic: the median over rounds
+of 1 - augmented / plain images/s within the same round.
 """
 
 from __future__ import annotations
@@ -157,19 +152,11 @@ def run(quick: bool = False) -> dict:
              f"--batches={batches}", f"--rounds={rounds}"], check=True, capture_output=True,
             text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rates = json.loads(child.stdout.strip().splitlines()[-1])
-    result = {"cores": cores(), "image_size": SIZE, "batch_size": BATCH,
+    return {"cores": cores(), "image_size": SIZE, "batch_size": BATCH,
               "pipeline_batches": batches, "pipeline_rounds": rounds,
               "pipeline_images": f"{num_images} photo-like JPEGs (ImageNet-encoded, "
                                  f"{mean_kb:.0f} KB on average)",
               **summarize(rates, cores())}
-    per_core = result["pipeline_images_per_sec_per_core"]
-    cost = result["augmentation_cost_paired_median"]
-    result["summary"] = [
-        f"train input at {SIZE} px on ImageNet-like JPEGs: {per_core['plain']:.0f} images/s/core "
-        f"plain, {per_core['autoaugment']:.0f} with AutoAugment, {per_core['randaugment']:.0f} "
-        f"with RandAugment; cost, median of {rounds} paired rounds: AutoAugment "
-        f"{cost['autoaugment']:+.1%}, RandAugment {cost['randaugment']:+.1%}"]
-    return result
 
 
 if __name__ == "__main__":

@@ -1,18 +1,10 @@
-"""Inference latency of an exported efficientnet-b0 (224 px) per format, next to peers.
+"""Inference latency of an exported efficientnet-b0 (224 px, random weights) per format.
 
-- ours: `efficientnet.export.export_model` -> SavedModel, TFLite fp32 / fp16 / int8, ONNX, each run
-  through `efficientnet.export.load_predictor` (what `python -m efficientnet.infer` uses);
-- keras.applications.EfficientNetB0 -> TFLite fp32 and int8 (the same converter settings: full
-  integer, with our export's default input/output type, int8);
-- timm `efficientnet_b0` -> ONNX (torch.onnx) -> onnxruntime, when torch and timm are installed.
-
-Every contender does the same job: float32 pixels in [0, 255] in, class probabilities out, the
-input normalisation included (keras.applications gets the ImageNet statistics its weights file
-would load; timm's model is wrapped with its normalisation and a softmax).
-
-Latency is the p50 of batch-1 calls and throughput images/s at batch 32, warm-up excluded, all
-runtimes with the same thread count; every contender is measured in interleaved rounds and keeps
-its best round. Weights are random: latency does not depend on them.
+Ours: SavedModel, TFLite fp32 / fp16 / int8 and ONNX through `load_predictor` (what
+`python -m efficientnet.infer` uses). Peers: keras.applications' B0 as TFLite fp32 and int8
+(our converter settings), timm's `efficientnet_b0` through ONNX and onnxruntime. Every
+contender takes float pixels in [0, 255] and returns probabilities, normalisation included.
+Statistic: batch-1 p50 (and batch-32 images/s), best of interleaved rounds, same thread count.
 """
 
 from __future__ import annotations
@@ -179,17 +171,5 @@ def run(quick: bool = False) -> dict:
         figures = {**best_of_rounds(contenders, rounds,
                                     lambda predictor: infer.benchmark(predictor, runs=runs)),
                    **errors}
-    result = {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs,
-                           "rounds": rounds}, "figures": figures, **compare(figures)}
-    ours, peer = (result[key] for key in ("best_ours", "best_peer"))
-    summary = [f"batch-1 p50: best ours {ours} {figures[ours]['batch1_p50_ms']:.2f} ms vs best "
-               f"peer {peer} {figures[peer]['batch1_p50_ms']:.2f} ms "
-               f"({result['ratio_best_ours_vs_best_peer']:.2f}x)"]
-    for name, entry in figures.items():
-        summary.append(f"{name}: failed: {entry['error'][:120]}" if "error" in entry else
-                       f"{name}: p50 {entry['batch1_p50_ms']:.2f} ms, "
-                       f"{entry['images_per_second']:.1f} img/s at batch 32")
-    if not timm_path:
-        summary.append("timm not installed (pip install -e '.[bench]'): no PyTorch/ONNX peer")
-    result["summary"] = summary
-    return result
+    return {"settings": {"image_size": SIZE, "threads": threads, "batch1_runs": runs,
+                         "rounds": rounds}, "figures": figures, **compare(figures)}

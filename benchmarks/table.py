@@ -5,7 +5,8 @@
     python -m benchmarks table --check    # exit 1 when a README's table is not the generated one
 
 One row per figure: what is measured, ours, the best peer measured in the same run, the ratio
-and the host. Each FIGURES function reads one result file; a missing file gives no row.
+and the host. Each FIGURES function reads one result file; a missing file gives no row, and
+`python -m benchmarks run` prints a benchmark's rows when it finishes.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def input_rows(result: dict) -> list[tuple]:
 
 
 def conversion_rows(result: dict) -> list[tuple]:
-    rates = result.get("conversion_images_per_sec_per_core")  # input.json holds it when there is no conversion.json
+    rates = result.get("conversion_images_per_sec_per_core")
     if rates is None:
         return []
     baseline = next(v for k, v in rates.items() if k.startswith("baseline"))
@@ -124,31 +125,30 @@ def accuracy_rows(result: dict) -> list[tuple]:
     return rows
 
 
-# (result file, in the order the table shows them; the first file that exists wins)
-FIGURES = (
-    (("train",), train_rows),
-    (("gpu",), gpu_rows),
-    (("latency",), latency_rows),
-    (("input",), input_rows),
-    (("conversion", "input"), conversion_rows),
-    (("scaling",), scaling_rows),
-    (("accuracy",), accuracy_rows),
-)
+# Result file name -> its rows, in the table's order.
+FIGURES = {"train": train_rows, "gpu": gpu_rows, "latency": latency_rows, "input": input_rows,
+           "conversion": conversion_rows, "scaling": scaling_rows, "accuracy": accuracy_rows}
+# Where a figure is read when its own file is missing: input.json files written before the
+# conversion benchmark had a module of its own hold the conversion figures.
+FALLBACK = {"conversion": "input"}
+
+
+def markdown_rows(name: str, result: dict) -> list[str]:
+    """The table lines of result file `name` holding `result`."""
+    return ["| " + " | ".join(cell or "-" for cell in (*row, host(result["machine"]))) + " |"
+            for row in FIGURES[name](result)]
 
 
 def render(results_dir: Path | None = None) -> str:
     """The table, markers included, from the result files in `results_dir`."""
     results_dir = results_dir or common.RESULTS_DIR
     lines = [BEGIN, *HEADER]
-    for names, rows in FIGURES:
-        path = next((results_dir / f"{name}.json" for name in names
-                     if (results_dir / f"{name}.json").exists()), None)
-        if path is None:
-            continue
-        result = json.loads(path.read_text())
-        for row in rows(result):
-            cells = [*row, host(result["machine"])]
-            lines.append("| " + " | ".join(cell or "-" for cell in cells) + " |")
+    for name in FIGURES:
+        path = results_dir / f"{name}.json"
+        if not path.exists() and name in FALLBACK:
+            path = results_dir / f"{FALLBACK[name]}.json"
+        if path.exists():
+            lines += markdown_rows(name, json.loads(path.read_text()))
     return "\n".join([*lines, END])
 
 

@@ -1,11 +1,6 @@
-"""PyTorch / timm peers, run in their own process (torch and TensorFlow in one process crash).
-
-    python -m benchmarks.torch_peers train --batch 32 --size 224 --steps 5 --warmup 2
-    python -m benchmarks.torch_peers onnx --size 224 --output /tmp/timm_b0.onnx
-
-Prints one JSON line; `run_peer(...)` does the subprocess call and returns the parsed dict,
-or None when torch / timm are not installed.
-"""
+"""PyTorch / timm peers in their own process (torch and TensorFlow in one process crash):
+`python -m benchmarks.torch_peers train|onnx ...` prints one JSON line, which `run_peer`
+returns (None without torch and timm)."""
 
 from __future__ import annotations
 
@@ -27,6 +22,8 @@ def available() -> bool:
 def run_peer(*args: str, timeout: int = 1800) -> dict | None:
     """Runs this module with `args` in a subprocess; None when torch/timm are missing."""
     if not available():
+        print("torch / timm not installed (pip install -e '.[bench]'): no PyTorch peer",
+              file=sys.stderr)
         return None
     proc = subprocess.run([sys.executable, "-m", "benchmarks.torch_peers", *args],
                           capture_output=True, text=True, timeout=timeout)
@@ -35,28 +32,40 @@ def run_peer(*args: str, timeout: int = 1800) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def train_speed(batch: int, size: int, steps: int, warmup: int) -> dict:
+def train_speed(model_name: str, batch: int, size: int, steps: int, warmup: int,
+                device: str) -> dict:
+    """images/s of timm `model_name` trained with the engine's RMSProp settings: float32 on the
+    CPU, bf16 autocast on a GPU; the median of `steps` timed steps after `warmup`."""
     import timm
     import torch
 
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
-    model = timm.create_model("efficientnet_b0", num_classes=1000).train()
+    torch.backends.cudnn.benchmark = True
+    model = timm.create_model(model_name, num_classes=1000).to(device).train()
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=0.016 * batch / 256, alpha=0.9,
                                     eps=1e-3, momentum=0.9, weight_decay=1e-5)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    images = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
-    labels = torch.randint(0, 1000, (batch,))
+    images = torch.randn(batch, 3, size, size, device=device).to(
+        memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (batch,), device=device)
     times = []
     for index in range(warmup + steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(images), labels).backward()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss = loss_fn(model(images), labels)
+        loss.backward()
         optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         if index >= warmup:
             times.append(time.perf_counter() - start)
-    return {"images_per_sec": batch / statistics.median(times),
+    return {"framework": "timm-torch", "timm_model": model_name, "batch": batch, "size": size,
+            "precision": "autocast-bfloat16" if device == "cuda" else "float32",
+            "images_per_sec": round(batch / statistics.median(times), 1), "loss": float(loss),
+            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "timm": timm.__version__}
 
@@ -91,6 +100,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_peers")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train")
+    train.add_argument("--model", default="efficientnet_b0", help="timm model name")
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--size", type=int, default=224)
     train.add_argument("--steps", type=int, default=5)
@@ -100,7 +111,8 @@ def main(argv=None) -> int:
     onnx.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     if args.command == "train":
-        result = train_speed(args.batch, args.size, args.steps, args.warmup)
+        result = train_speed(args.model, args.batch, args.size, args.steps, args.warmup,
+                             args.device)
     else:
         result = export_onnx(args.size, args.output)
     print(json.dumps(result))
