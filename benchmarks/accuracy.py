@@ -111,29 +111,6 @@ def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: i
             "commit": common.code_commit()}
 
 
-def summarize(result: dict) -> list[str]:
-    """One line per measured part, from what `result` holds."""
-    lines = []
-    if "scratch_10_classes" in result:
-        part = result["scratch_10_classes"]
-        settings = part.get("settings", result)
-        lines.append(
-            f"Fashion-MNIST efficientnet-b0 @{settings['image_size']}px from scratch, "
-            f"{settings['epochs']:g} epochs: top-1 {part['final']['top_1_accuracy']:.2%} on "
-            f"10,000 images ({part['wall_seconds'] / 60:.1f} min on "
-            f"{result['machine']['cpu_count']} cores)")
-    if "finetune_5_9_restored" in result:
-        restored, scratch = (result[f"finetune_5_9_{key}"]["final"]["top_1_accuracy"]
-                             for key in ("restored", "scratch"))
-        steps = result["finetune_5_9_restored"]["curve"][-1][0]
-        precise = result.get("transfer_settings", {}).get("precise_bn_batches", 0)
-        lines.append(
-            f"transfer 0-4 -> 5-9 ({result['transfer_epochs']:g} epochs each, {steps} fine-tune "
-            f"steps): restored {restored:.2%} vs scratch {scratch:.2%} top-1"
-            + (f" (precise BN over {precise} batches)" if precise else ""))
-    return lines
-
-
 def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick: bool,
         only: str = "all", precise_bn_batches: int = PRECISE_BN_BATCHES) -> dict:
     """Runs the transfer and/or the 10-class part; with `only`, the other part's figures are
@@ -149,8 +126,7 @@ def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick:
     settings = {**SETTINGS, "batch": batch, "precise_bn_batches": precise_bn_batches}
 
     def save() -> None:
-        result["machine"] = common.machine_info()
-        result["summary"] = summarize(result)
+        result.pop("machine", None)  # the machine of this run, not the kept part's
         common.write_result("accuracy", result)
 
     if only in ("all", "transfer"):
@@ -212,9 +188,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.transfer_epochs = 0.2, 0.2
-    result = run(args.work_dir, args.epochs, args.transfer_epochs, args.batch, args.quick,
-                 args.only, args.precise_bn_batches)
-    print("\n".join(result["summary"]))
+    run(args.work_dir, args.epochs, args.transfer_epochs, args.batch, args.quick, args.only,
+        args.precise_bn_batches)
+    from benchmarks import table
+
+    result = json.loads((common.RESULTS_DIR / "accuracy.json").read_text())
+    print("\n".join(table.markdown_rows("accuracy", result)))
     return 0
 
 

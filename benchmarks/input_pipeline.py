@@ -153,10 +153,10 @@ def run(quick: bool = False) -> dict:
             text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rates = json.loads(child.stdout.strip().splitlines()[-1])
     return {"cores": cores(), "image_size": SIZE, "batch_size": BATCH,
-              "pipeline_batches": batches, "pipeline_rounds": rounds,
-              "pipeline_images": f"{num_images} photo-like JPEGs (ImageNet-encoded, "
-                                 f"{mean_kb:.0f} KB on average)",
-              **summarize(rates, cores())}
+            "pipeline_batches": batches, "pipeline_rounds": rounds,
+            "pipeline_images": f"{num_images} photo-like JPEGs (ImageNet-encoded, "
+                               f"{mean_kb:.0f} KB on average)",
+            **summarize(rates, cores())}
 
 
 if __name__ == "__main__":

@@ -45,25 +45,6 @@ class _TFLiteRunner:
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
-class _OnnxNCHWRunner:
-    """An NCHW ONNX model (PyTorch export) fed NHWC pixels."""
-
-    def __init__(self, path: str, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.num_threads = threads
-        self.image_size = SIZE
-        self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self._name = self._session.get_inputs()[0].name
-
-    def predict(self, pixels):
-        batch = np.ascontiguousarray(np.transpose(np.asarray(pixels, np.float32), (0, 3, 1, 2)))
-        return self._session.run(None, {self._name: batch})[0]
-
-
 def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[str, str]:
     import keras
     import tensorflow as tf
@@ -167,7 +148,7 @@ def run(quick: bool = False) -> dict:
             contenders[f"keras.applications tflite {kind}"] = _TFLiteRunner(path, threads)
         timm_path = _timm_onnx(directory)
         if timm_path:
-            contenders["timm onnxruntime"] = _OnnxNCHWRunner(timm_path, threads)
+            contenders["timm onnxruntime"] = load_predictor(timm_path, threads)
         figures = {**best_of_rounds(contenders, rounds,
                                     lambda predictor: infer.benchmark(predictor, runs=runs)),
                    **errors}

@@ -85,12 +85,13 @@ def export_onnx(size: int, output: str) -> dict:
             self.register_buffer("mean", 255 * torch.tensor(config["mean"]).view(1, 3, 1, 1))
             self.register_buffer("std", 255 * torch.tensor(config["std"]).view(1, 3, 1, 1))
 
-        def forward(self, pixels):
-            return torch.softmax(self.model((pixels - self.mean) / self.std), dim=-1)
+        def forward(self, pixels):  # NHWC, as our export and load_predictor take them
+            images = (pixels.permute(0, 3, 1, 2) - self.mean) / self.std
+            return torch.softmax(self.model(images), dim=-1)
 
     model = PixelsToProbabilities(timm.create_model("efficientnet_b0", num_classes=1000)).eval()
     with torch.no_grad():
-        torch.onnx.export(model, 255 * torch.rand(1, 3, size, size), output,
+        torch.onnx.export(model, 255 * torch.rand(1, size, size, 3), output,
                           input_names=["images"], output_names=["probabilities"],
                           dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
     return {"path": output, "torch": torch.__version__, "timm": timm.__version__}
