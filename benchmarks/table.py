@@ -101,8 +101,8 @@ def conversion_rows(result: dict) -> list[tuple]:
 def scaling_rows(result: dict) -> list[tuple]:
     rates, settings = result["images_per_sec"], result["settings"]
     one = rates["1 device"]
-    return [(f"data-parallel overhead, {settings['model']} {settings['image_size']} px, global "
-             f"batch {settings['global_batch']}: {name} on the same cores", _rate(value),
+    return [(f"{name} on the cores of 1 device ({settings['model']} {settings['image_size']} "
+             f"px, global batch {settings['global_batch']})", _rate(value),
              f"{_rate(one)} (1 device)", f"{value / one:.2f}x")
             for name, value in rates.items() if name != "1 device"]
 

@@ -99,8 +99,8 @@ def test_table_main_writes_between_the_markers_and_check_reports_drift(results_d
     assert table.main(write=True, readmes=[readme], results_dir=results_dir) == 0
     assert readme.read_text() == (
         f"intro\n{table.BEGIN}\n{table.HEADER[0]}\n{table.HEADER[1]}\n"
-        "| data-parallel overhead, efficientnet-b0 64 px, global batch 32: 2 logical devices "
-        "(Mirrored) on the same cores | 125 img/s | 250 img/s (1 device) | 0.50x | "
+        "| 2 logical devices (Mirrored) on the cores of 1 device (efficientnet-b0 64 px, global "
+        "batch 32) | 125 img/s | 250 img/s (1 device) | 0.50x | "
         f"2-core AMD EPYC, AVX-512 VNNI |\n{table.END}\nafter\n")
     assert table.main(check=True, readmes=[readme], results_dir=results_dir) == 0
     with pytest.raises(ValueError, match="no <!-- results:begin -->"):
