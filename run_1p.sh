@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One training process (seed 002's run_1p.sh on TF2).
+# One training process (the Ascend EfficientNet-B0 run_1p.sh, on TensorFlow 2).
 #   DATA_DIR=/data/imagenet MODEL_DIR=result/1p/0 bash run_1p.sh [--flag=value ...]
 # Env: DATA_DIR, MODEL_DIR (default result/1p/0), MODEL_NAME (default: the recipe's), PYTHON.
 # Extra arguments go to `python -m efficientnet.main`; the log is $MODEL_DIR/train.log.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One worker process per device of a seed 002 rank table on this host (MultiWorkerMirroredStrategy).
+# One worker process per device of an Ascend rank table on this host (MultiWorkerMirroredStrategy).
 #   DATA_DIR=/data/imagenet bash run_8p.sh [--flag=value ...]
 # Env: DATA_DIR, MODEL_DIR (shared; default result/8p/0, written by the chief, rank 0),
 # MODEL_NAME, RANK_TABLE (default rank_tables/8p.json), RANK_SIZE (default: all devices of the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluate or export the latest checkpoint (seed 002's test.sh on TF2).
+# Evaluate or export the latest checkpoint (the Ascend EfficientNet-B0 test.sh, on TensorFlow 2).
 #   MODEL_DIR=result/8p/0 DATA_DIR=/data/imagenet bash test.sh eval [--flag=value ...]
 #   MODEL_DIR=result/8p/0 bash test.sh export [--formats=saved_model,tflite ...]
 # eval prints top-1/top-5 and writes $MODEL_DIR/eval_results.json (model name, classes and image

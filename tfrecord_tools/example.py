@@ -109,7 +109,7 @@ def _key(name: str) -> bytes:
 def image_example(encoded: bytes, height: int, width: int, label: int, synset: str = "",
                   text: str = "", filename: str = "", image_format: str = "JPEG",
                   bboxes: list[tuple[float, float, float, float]] | None = None) -> bytes:
-    """The TF-slim / tensorflow-tpu image record (REFERENCE.md section 6); bboxes are
+    """The TF-slim / tensorflow-tpu image record (docs/reference.md#tfrecord-layout); bboxes are
     (xmin, ymin, xmax, ymax) in [0, 1]."""
     features = {
         "image/encoded": encoded,
