@@ -282,6 +282,39 @@ def test_accuracy_subset_keeps_chosen_classes_relabelled_from_one(tmp_path):
     assert accuracy.write_subset(source, tmp_path / "sub", [5, 6, 7, 8, 9]) == 4
 
 
+def test_accuracy_trains_through_the_cli_with_its_recipe_and_reads_the_eval_curve(
+        tmp_path, monkeypatch):
+    commands = []
+
+    def fake_run(args, log):
+        commands.append(args)
+        model_dir = Path(next(a for a in args if a.startswith("--model_dir=")).split("=", 1)[1])
+        model_dir.mkdir(parents=True)
+        records = [{"kind": "train", "global_step": 10},
+                   {"kind": "eval", "global_step": 10, "top_1_accuracy": 0.5},
+                   {"kind": "eval", "global_step": 20, "top_1_accuracy": 0.75}]
+        (model_dir / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+        return 12.34
+
+    monkeypatch.setattr(accuracy, "_run", fake_run)
+    part = accuracy.train(tmp_path / "data", tmp_path / "model", classes=5, num_train=1000,
+                          steps=20, steps_per_eval=10, batch=128, log=tmp_path / "log",
+                          epochs=2.0, precise_bn_batches=20,
+                          extra=["--restore_path=/ckpt", "--restore_exclude=head/dense"])
+    assert part["curve"] == [(10, 0.5), (20, 0.75)] and part["final"]["top_1_accuracy"] == 0.75
+    assert part["wall_seconds"] == 12.3
+    assert commands[0][1:3] == ["-m", "efficientnet.main"]
+    assert commands[0][3:] == part["command"][2:] == [
+        "--model_name=efficientnet-b0", f"--data_dir={tmp_path / 'data'}",
+        f"--model_dir={tmp_path / 'model'}", "--mode=train_and_eval", "--num_label_classes=5",
+        "--num_train_images=1000", "--train_batch_size=128", "--eval_batch_size=500",
+        "--train_steps=20", "--steps_per_eval=10", "--iterations_per_loop=10",
+        "--lr_schedule=cosine", "--warmup_epochs=0.4", "--moving_average_decay=0.999",
+        "--crop_padding=0", "--image_size=48", "--min_crop_area=1", "--base_learning_rate=0.016",
+        "--dropout_rate=0", "--drop_connect_rate=0", "--precise_bn_batches=20",
+        "--restore_path=/ckpt", "--restore_exclude=head/dense"]
+
+
 def test_accuracy_table_rows_read_each_part(results_dir):
     scratch = {"final": {"top_1_accuracy": 0.92345}, "settings": {"image_size": 48, "epochs": 10}}
     transfer = {"finetune_5_9_restored": {"final": {"top_1_accuracy": 0.9568}},
