@@ -15,56 +15,36 @@ import tempfile
 import numpy as np
 
 from efficientnet.export.config import ExportConfig
-from efficientnet.export.runtime import quantize_input
 
 SIZE = 224
 
 
-class _TFLiteRunner:
-    """A .tflite model with one float input and one output (a peer's plain export)."""
-
-    def __init__(self, path: str, threads: int):
-        import tensorflow as tf
-
-        self.num_threads = threads
-        self.image_size = SIZE
-        self._interpreter = tf.lite.Interpreter(model_path=path, num_threads=threads)
-        self._batch = None
-
-    def predict(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
-        interpreter = self._interpreter
-        if self._batch != len(pixels):
-            index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(index, pixels.shape)
-            interpreter.allocate_tensors()
-            self._batch = len(pixels)
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], quantize_input(pixels, detail))
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
-def _keras_applications_tflite(directory: str, calibration: np.ndarray) -> dict[str, str]:
+def _keras_applications_tflite(directory: str, calibration: np.ndarray,
+                               size: int = SIZE) -> dict[str, str]:
+    """keras.applications' B0 as TFLite fp32 and int8, with the signature our export writes
+    (`serving_default`, float pixels in, "probabilities" out), so `load_predictor` runs it."""
     import keras
     import tensorflow as tf
 
     from efficientnet.export.converters import set_full_integer
 
-    model = keras.applications.EfficientNetB0(weights=None, input_shape=(SIZE, SIZE, 3))
+    model = keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3))
     _imagenet_normalization(model)
+    module = tf.Module()
+    module.model_variables = [getattr(v, "value", v) for v in model.variables]
+    module.serve = tf.function(lambda images: {"probabilities": model(images, training=False)},
+                               input_signature=[tf.TensorSpec([None, size, size, 3])])
     saved = os.path.join(directory, "keras_applications_b0")
-    model.export(saved, format="tf_saved_model", verbose=False)
+    tf.saved_model.save(module, saved, signatures={"serving_default": module.serve})
     paths = {}
     for kind in ("fp32", "int8"):
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         if kind == "int8":  # our export's settings, its default input/output type included
             set_full_integer(converter, lambda: ([image[None]] for image in calibration),
                              ExportConfig.int8_io_type)
-        path = os.path.join(directory, f"keras_applications_b0_{kind}.tflite")
-        with open(path, "wb") as handle:
+        paths[kind] = os.path.join(directory, f"keras_applications_b0_{kind}.tflite")
+        with open(paths[kind], "wb") as handle:
             handle.write(converter.convert())
-        paths[kind] = path
     return paths
 
 
@@ -145,7 +125,7 @@ def run(quick: bool = False) -> dict:
                 contenders[f"ours {fmt}"] = load_predictor(
                     os.path.join(config.export_dir, entry["file"]), threads)
         for kind, path in _keras_applications_tflite(directory, calibration).items():
-            contenders[f"keras.applications tflite {kind}"] = _TFLiteRunner(path, threads)
+            contenders[f"keras.applications tflite {kind}"] = load_predictor(path, threads)
         timm_path = _timm_onnx(directory)
         if timm_path:
             contenders["timm onnxruntime"] = load_predictor(timm_path, threads)

@@ -173,6 +173,27 @@ def test_keras_applications_peer_normalises_its_input_like_a_deployed_model():
     np.testing.assert_allclose(np.asarray(layer(pixels / 255)), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_keras_applications_peer_runs_through_our_predictor_like_our_export(tmp_path):
+    """The peer's TFLite files carry our export's signature, so the same `load_predictor` code
+    runs both: float pixels in, probabilities out, int8 quantisation handled alike."""
+    from efficientnet.export import load_predictor
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    paths = latency._keras_applications_tflite(str(tmp_path), pixels, size=32)
+    fp32, int8 = (load_predictor(paths[kind], 1) for kind in ("fp32", "int8"))
+    assert (fp32.image_size, fp32.num_classes, int8.input_dtype) == (32, 1000, np.int8)
+    probabilities = fp32.predict(pixels[:2])
+    assert probabilities.shape == (2, 1000) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    # Random weights spread ~1/1000 over every class, below the int8 output's step of 1/256:
+    # dequantised, each probability is 0 or a multiple of that step.
+    quantised = int8.predict(pixels[:2])
+    assert quantised.shape == (2, 1000) and quantised.dtype == np.float32
+    assert ((quantised >= 0) & (quantised <= 1)).all()
+    np.testing.assert_allclose(quantised * 256, np.round(quantised * 256), atol=1e-3)
+
+
 def test_input_pipelines_run_in_interleaved_rounds_and_cost_is_the_paired_median(
         results_dir, monkeypatch):
     rates = iter([100.0, 95.0, 80.0, 50.0, 45.0, 45.0, 120.0, 90.0, 96.0])
