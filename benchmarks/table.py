@@ -160,14 +160,16 @@ def replace_table(text: str, table: str) -> str:
     return before + table + rest.split(END, 1)[1]
 
 
-def main(write: bool = False, check: bool = False, readmes=READMES,
+def main(write: bool = False, check: bool = False, readmes=None,
          results_dir: Path | None = None) -> int:
+    """Prints the table, or with `write` / `check` rewrites / compares it in `readmes`
+    (default READMES); returns the exit status."""
     table = render(results_dir)
     if not (write or check):
         print(table)
         return 0
     stale = []
-    for readme in readmes:
+    for readme in readmes or READMES:
         text = readme.read_text()
         if BEGIN not in text or END not in text:
             print(f"{readme}: no {BEGIN} / {END} markers to put the table between")

@@ -24,6 +24,7 @@ def results_dir(tmp_path, monkeypatch):
     results.mkdir()
     monkeypatch.setattr(common, "RESULTS_DIR", results)
     monkeypatch.setattr(common, "machine_info", lambda: dict(CPU))
+    monkeypatch.setattr(table, "READMES", ())  # never the repository's READMEs
     return results
 
 
@@ -117,6 +118,27 @@ def test_train_speed_result_gives_the_table_its_row(results_dir, monkeypatch):
     assert table.render(results_dir).splitlines()[3] == (
         "| training efficientnet-b0 on CPU, 224 px, batch 32, float32 | 40.0 img/s | 25.0 img/s "
         "(keras.applications, same engine) | 1.60x | 2-core AMD EPYC, AVX-512 VNNI |")
+
+
+def test_runner_writes_the_result_prints_its_rows_and_rewrites_the_readme_tables(
+        results_dir, tmp_path, monkeypatch, capsys):
+    from benchmarks import __main__ as runner
+    from benchmarks import train_speed
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{table.BEGIN}\n{table.END}\n")
+    monkeypatch.setattr(table, "READMES", (readme,))
+    monkeypatch.setattr(train_speed, "run", lambda quick: {
+        "settings": {"image_size": 224, "batch": 32, "precision": "float32"},
+        "ours_images_per_sec": 30.0, "keras_applications_images_per_sec": 20.0,
+        "timm_images_per_sec": None, "quick": quick})
+    assert runner.main(["run", "--quick", "--only", "train"]) == 0
+    written = json.loads((results_dir / "train.json").read_text())
+    assert written["quick"] is True and written["wall_seconds"] >= 0
+    row = ("| training efficientnet-b0 on CPU, 224 px, batch 32, float32 | 30.0 img/s | 20.0 img/s "
+           "(keras.applications, same engine) | 1.50x | 2-core AMD EPYC, AVX-512 VNNI |")
+    assert f"[train] {row}" in capsys.readouterr().out
+    assert readme.read_text() == "\n".join([table.BEGIN, *table.HEADER, row, table.END, ""])
 
 
 def test_gpu_row_compares_the_fastest_finite_run_with_timm_and_skips_nan(results_dir):
