@@ -80,22 +80,6 @@ def make_images(directory: str, count: int, classes: int = 4, kind: str = "light
     return paths
 
 
-def write_records(paths: list[str], output_directory: str, shards: int = 4) -> str:
-    """TF-slim records of `paths` (labels 1..4); returns their file pattern."""
-    import tensorflow as tf
-
-    from tfrecord_tools.example import image_example
-
-    os.makedirs(output_directory, exist_ok=True)
-    for shard in range(shards):
-        name = os.path.join(output_directory, f"train-{shard:05d}-of-{shards:05d}")
-        with tf.io.TFRecordWriter(name) as writer:
-            for i in range(shard, len(paths), shards):
-                with open(paths[i], "rb") as f:
-                    writer.write(image_example(f.read(), HEIGHT, WIDTH, 1 + i % 4))
-    return os.path.join(output_directory, "train-*")
-
-
 def pipeline_reading(pattern: str, augment_name: str | None, batches: int) -> float:
     """images/s of a training pipeline over `batches` batches after warm-up."""
     import tensorflow as tf
@@ -141,11 +125,15 @@ def summarize(rates: dict, num_cores: int) -> dict:
 
 
 def run(quick: bool = False) -> dict:
+    from tfrecord_tools import convert_folder
+
     num_images, batches, rounds = (200, 8, 1) if quick else (1000, 200, 7)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(os.path.join(tmp, "images"), num_images, kind="photo")
         mean_kb = np.mean([os.path.getsize(p) for p in paths]) / 1e3
-        pattern = write_records(paths, os.path.join(tmp, "records"))
+        convert_folder(os.path.join(tmp, "images"), os.path.join(tmp, "records"),
+                       validation_fraction=0, quiet=True)
+        pattern = os.path.join(tmp, "records", "train-*")
         # A fresh process: the CPU XLA setting must come before TensorFlow starts.
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.input_pipeline", f"--records={pattern}",
