@@ -21,40 +21,46 @@ EXIT_NONFINITE = 3
 EXIT_SIGTERM = 143
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the process exit status (errors print one line, no traceback)."""
+def _main(argv: list[str]) -> int:
     from efficientnet.train.config import ConfigError
     from efficientnet.train.flags import config_from_flags, help_text
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     if any(arg in ("-h", "--help", "--helpfull", "-help") for arg in argv):
         print(help_text())
         return 0
+    config = config_from_flags(argv)
+    from efficientnet.cli import CommandError
+    from efficientnet.train import trainer
+    from efficientnet.train.restore import RestoreError
+
     try:
-        config = config_from_flags(argv)
-        from efficientnet.train import trainer
-
         trainer.run(config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # the engine's own, already clear, failures
-        from efficientnet.train.trainer import NonFiniteLossError, Preempted
+    except trainer.Preempted as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_SIGTERM
+    except trainer.NonFiniteLossError as error:
+        raise CommandError(str(error), EXIT_NONFINITE) from error
+    except (ConfigError, RestoreError) as error:
+        raise CommandError(str(error), EXIT_CONFIG) from error
+    except Exception as error:
+        import tensorflow as tf
 
-        if isinstance(error, NonFiniteLossError):
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_NONFINITE
-        if isinstance(error, Preempted):
-            print(str(error), file=sys.stderr)
-            return EXIT_SIGTERM
+        if isinstance(error, tf.errors.DataLossError):
+            from efficientnet.train.faults import data_loss_error
+
+            raise data_loss_error(None if config.use_synthetic_data else config.data_dir,
+                                  error) from error
         raise
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit status (anticipated errors print one line, exit 2
+    for bad input and 1 at run time; --verbose adds the traceback)."""
+    from efficientnet import cli
+    from efficientnet.train.config import ConfigError
+
+    return cli.run(_main, argv, known={ConfigError: EXIT_CONFIG})
 
 
 if __name__ == "__main__":

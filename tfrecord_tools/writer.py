@@ -10,12 +10,16 @@ conversion, so a re-run after a crash or Ctrl-C skips them and writes identical 
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import time
 
@@ -23,10 +27,12 @@ from PIL import Image
 
 from tfrecord_tools.example import image_example
 from tfrecord_tools.images import BadImage, encode_jpeg, prepare_image
+from tfrecord_tools.locking import DirectoryBusy, hold_directory
 from tfrecord_tools.tfrecord import TFRecordWriter
 
 STATE_FILE = ".tfrecord_tools_state.json"
 REPORT_FILE = "conversion_report.json"
+LOCK_FILE = ".tfrecord_tools.lock"
 LABELS_FILE = "labels.txt"
 SPLITS = ("train", "validation")
 FORMAT_VERSION = 1
@@ -192,12 +198,28 @@ def write_dataset(output_directory: str, splits: dict[str, list[Item]],
             raise UsageError(f"--{split}_shards={shards} is more than the {len(items)} {split} "
                              "images: use fewer shards")
     counts = {split: num_shards[split] for split in splits}
+    if os.path.exists(output_directory) and not os.path.isdir(output_directory):
+        raise UsageError(f"--output_directory {output_directory} exists and is not a directory")
+    try:
+        lock = hold_directory(output_directory, "--output_directory", LOCK_FILE)
+        with lock:
+            return _write_locked(output_directory, splits, counts, class_lines, num_workers,
+                                 seed, quiet, full_decode, start)
+    except DirectoryBusy as error:
+        raise UsageError(str(error)) from None
+    except PermissionError as error:
+        raise UsageError(f"--output_directory {output_directory} cannot be written "
+                         f"({error.strerror}): choose a writable directory") from None
+
+
+def _write_locked(output_directory, splits, counts, class_lines, num_workers, seed, quiet,
+                  full_decode, start) -> dict:
+    """write_dataset's work, with the output directory held by this process."""
     check_output_directory(output_directory, counts)
     sharded = {split: assign_shards(items, counts[split], seed, split)
                for split, items in splits.items()}
     fingerprint = _fingerprint(sharded, class_lines)
 
-    os.makedirs(output_directory, exist_ok=True)
     state_path = os.path.join(output_directory, STATE_FILE)
     state = _load_state(state_path, output_directory, fingerprint, counts)
     _write_json(state_path, state)
@@ -282,6 +304,22 @@ class _ShardJob:
     full_decode: bool
 
 
+_WORKER_JOBS: list[_ShardJob] = []  # a worker's copy of every job, set once when it starts
+
+
+def _start_worker(jobs: list[_ShardJob] | None) -> None:
+    """Worker start-up: the jobs arrive once, with the process (copied by fork, or pickled when
+    it is spawned), so the parent only ever sends shard indices. Ctrl-C is the parent's to
+    handle: it stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if jobs is not None:
+        _WORKER_JOBS[:] = jobs
+
+
+def _write_job(index: int) -> tuple[str, dict]:
+    return _write_shard(_WORKER_JOBS[index])
+
+
 def _write_shard(job: _ShardJob, on_image=None) -> tuple[str, dict]:
     """Writes one shard to its temporary name (in a worker: no record crosses processes);
     returns (name, its state entry). The caller commits it."""
@@ -303,6 +341,31 @@ def _write_shard(job: _ShardJob, on_image=None) -> tuple[str, dict]:
                       "bytes": os.path.getsize(temporary)}
 
 
+def _pooled_results(executor, count: int, in_flight: int):
+    """(name, entry) of jobs 0..count-1 in order, with at most `in_flight` submitted at a time
+    (a short queue: nothing large or long waits in a pipe when the parent stops)."""
+    pending = collections.deque()
+    submitted = 0
+    while submitted < count or pending:
+        while submitted < count and len(pending) < in_flight:
+            pending.append(executor.submit(_write_job, submitted))
+            submitted += 1
+        yield pending.popleft().result()
+
+
+def _stop_workers(executor) -> None:
+    """Shuts the pool down without waiting on anything: queued jobs are cancelled and running
+    workers killed (a half-written shard keeps its temporary name; a re-run rewrites it)."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=5)
+
+
 def _write_shards(output_directory, todo, state, state_path, progress, num_workers,
                   full_decode) -> None:
     """Each worker process writes whole shards; this process records and commits them."""
@@ -310,10 +373,17 @@ def _write_shards(output_directory, todo, state, state_path, progress, num_worke
             for split, name, shard in todo]
     sizes = {job.name: len(job.items) for job in jobs}
     workers = _pool_size(num_workers, sum(sizes.values()), len(jobs))
-    pool = None
+    executor = None
     if workers:
-        pool = _pool_context().Pool(workers)
-        results = pool.imap(_write_shard, jobs, chunksize=1)  # commits in shard order
+        context = _pool_context()
+        if context.get_start_method() == "fork":
+            _WORKER_JOBS[:] = jobs  # the forked workers see them without any copy
+            initargs = (None,)
+        else:
+            initargs = (jobs,)
+        executor = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=initargs)
+        results = _pooled_results(executor, len(jobs), 2 * workers)  # commits in shard order
     else:  # one process: the progress line moves per image
         results = (_write_shard(job, progress.update) for job in jobs)
     try:
@@ -327,7 +397,11 @@ def _write_shards(output_directory, todo, state, state_path, progress, num_worke
                        os.path.join(output_directory, name))
             if workers:
                 progress.update(sizes[name])
+    except concurrent.futures.BrokenExecutor:
+        raise RuntimeError(
+            "a conversion worker process died (killed, or out of memory): re-run the same "
+            "command to resume, with fewer --num_workers if memory is short") from None
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if executor is not None:
+            _stop_workers(executor)
+            _WORKER_JOBS.clear()

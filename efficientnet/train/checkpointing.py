@@ -22,8 +22,10 @@ In the raw checkpoint the keys read ``model/stem_conv.Skernel/.ATTRIBUTES/VARIAB
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -73,7 +75,11 @@ def latest_checkpoint(model_dir: str | None) -> str | None:
 
 
 def _resolve(model_dir: str) -> str:
-    path = latest_checkpoint(model_dir)
+    if tf.io.gfile.isdir(model_dir):
+        path = latest_readable_checkpoint(
+            model_dir, say=lambda line: print(line, file=sys.stderr, flush=True))
+    else:
+        path = latest_checkpoint(model_dir)
     if path is None:
         raise FileNotFoundError(
             f"No checkpoint found in {model_dir!r}: expected {CHECKPOINT_NAME}-<step>.index files "
@@ -173,3 +179,134 @@ def make_manager(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: i
 def worker_checkpoint_dir(model_dir: str, task_id: int) -> str:
     """Where a non-chief MultiWorker task writes its (discarded) checkpoint copies."""
     return os.path.join(model_dir, ".workers", f"worker_{task_id}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults: one trainer per model_dir, partial saves removed, unreadable checkpoints skipped.
+
+LOCK_FILE = ".train.lock"
+
+
+@contextlib.contextmanager
+def training_lock(model_dir: str, is_chief: bool = True):
+    """Within: this process alone trains into `model_dir` (only the chief locks; MultiWorker
+    workers write into their own `.workers/` folders). A second trainer gets DirectoryBusy."""
+    if not is_chief or not model_dir:
+        yield
+        return
+    from tfrecord_tools.locking import hold_directory
+
+    with hold_directory(model_dir, "--model_dir", LOCK_FILE):
+        yield
+
+
+def _step_of(prefix: str) -> int:
+    match = re.search(rf"{CHECKPOINT_NAME}-(\d+)$", prefix)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_problem(prefix: str) -> str | None:
+    """Why checkpoint `prefix` cannot be restored (missing or truncated data, bad CRC), or None.
+
+    Every tensor is read, since a truncated `.data` file still has an intact index."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+        return text.strip().splitlines()[0][:200]
+    return None
+
+
+def _partial_saves(model_dir: str) -> list[str]:
+    """What an interrupted or failed save leaves: `ckpt-N_temp/` folders and temporary files."""
+    names = tf.io.gfile.listdir(model_dir) if tf.io.gfile.isdir(model_dir) else []
+    return [os.path.join(model_dir, name.rstrip("/")) for name in names
+            if re.match(rf"^{CHECKPOINT_NAME}-\d+_temp", name)
+            or re.match(r"^checkpoint\.tmp[0-9a-f]+", name)]
+
+
+def _remove(path: str) -> None:
+    try:
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+    except tf.errors.OpError:
+        pass
+
+
+def remove_checkpoint_files(prefix: str) -> None:
+    """Removes `prefix.index` and its `.data-*` files."""
+    for path in tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*"):
+        _remove(path)
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a directory can be read; the message names them and why."""
+
+
+def latest_readable_checkpoint(model_dir: str | None, clean: bool = False,
+                               say=print) -> str | None:
+    """The newest checkpoint of `model_dir` that reads completely, or None when it has none.
+
+    Newer unreadable ones (a save cut short by a full disk or a kill) are skipped, saying so in
+    one line; with `clean` (the training chief, holding the lock) they and the leftovers of
+    partial saves are removed. CheckpointError when checkpoints exist but none reads. A prefix
+    instead of a directory is checked as it is.
+    """
+    if not model_dir:
+        return None
+    if not tf.io.gfile.isdir(model_dir):
+        latest = latest_checkpoint(model_dir)
+        problem = checkpoint_problem(latest) if latest else None
+        if problem:
+            raise CheckpointError(f"checkpoint {latest} cannot be read ({problem})")
+        return latest
+    if clean:
+        for path in _partial_saves(model_dir):
+            _remove(path)
+    prefixes = {path[: -len(".index")]
+                for path in tf.io.gfile.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*.index"))}
+    state = tf.train.get_checkpoint_state(model_dir)
+    if state is not None:
+        prefixes |= {os.path.join(model_dir, os.path.basename(p))
+                     for p in state.all_model_checkpoint_paths}
+    skipped, problems = [], []
+    for prefix in sorted(prefixes, key=_step_of, reverse=True):
+        problem = (checkpoint_problem(prefix) if tf.io.gfile.exists(prefix + ".index")
+                   else "no .index file")
+        if problem is None:
+            if skipped:
+                say(f"Skipped unreadable checkpoint(s) {', '.join(problems)}"
+                    f"{' (removed)' if clean else ''}; using {prefix}")
+            if skipped and clean:
+                for bad in skipped:
+                    remove_checkpoint_files(bad)
+                kept = [p for p in sorted(prefixes, key=_step_of) if p not in skipped]
+                tf.train.update_checkpoint_state(model_dir, prefix,
+                                                 all_model_checkpoint_paths=kept)
+            return prefix
+        skipped.append(prefix)
+        problems.append(f"{os.path.basename(prefix)} ({problem})")
+    if skipped:
+        raise CheckpointError(
+            f"No checkpoint in {model_dir} can be read: {', '.join(problems)}. Move them "
+            "away to start over, or point --model_dir at a copy with intact checkpoints")
+    return None
+
+
+def save(manager: tf.train.CheckpointManager, step: int) -> str:
+    """`manager.save(step)`; when the save fails (disk full...), what it wrote is removed, so
+    the previous checkpoints stay the latest."""
+    try:
+        return manager.save(checkpoint_number=step)
+    except BaseException:
+        prefix = os.path.join(manager.directory, f"{CHECKPOINT_NAME}-{step}")
+        for path in _partial_saves(manager.directory):
+            if os.path.basename(path).startswith(f"{CHECKPOINT_NAME}-{step}_temp"):
+                _remove(path)
+        if manager.latest_checkpoint != prefix:  # the state file does not name it yet
+            remove_checkpoint_files(prefix)
+        raise

@@ -173,8 +173,15 @@ def inherited_for_eval(model_dir: str | None, given: dict) -> dict:
     """Fields of <model_dir>/config.json (written by training) that eval should reuse."""
     if not model_dir or not os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
         return {}
-    with open(os.path.join(model_dir, CONFIG_FILE), encoding="utf-8") as handle:
-        saved = json.load(handle)
+    path = os.path.join(model_dir, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}): restore it, or pass "
+                          "--model_name, --num_label_classes and --image_size") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} does not hold the settings of a run (a JSON object)")
     values = {k: saved[k] for k in EVAL_INHERITED if k in saved and k not in given}
     if "data_dir" not in given and "use_synthetic_data" not in given:
         values["use_synthetic_data"] = bool(saved.get("use_synthetic_data", False))

@@ -94,6 +94,30 @@ class Reporter:
             json.dump(results, handle, indent=2)
         os.replace(path + ".tmp", path)
 
+    def drop_records_after(self, step: int) -> int:
+        """Removes the metrics.jsonl records of steps after `step` (a run killed after its last
+        checkpoint wrote them; its resume writes them again). Returns how many were removed."""
+        path = os.path.join(self.model_dir or "", "metrics.jsonl")
+        if not self.is_chief or not os.path.isfile(path):
+            return 0
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.readlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                later = int(record.get("step", record.get("global_step", -1))) > step
+            except (ValueError, TypeError, AttributeError):
+                later = True  # a line cut short by the kill
+            if not later:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if len(kept) == len(lines):
+            return 0
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            handle.writelines(kept)
+        os.replace(path + ".tmp", path)
+        return len(lines) - len(kept)
+
     def close(self) -> None:
         for writer in self._writers.values():
             writer.flush()

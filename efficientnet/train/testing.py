@@ -68,10 +68,17 @@ def learnable_dataset_fn(is_training: bool, global_batch_size: int, image_size: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The tiny run inside the CLI error boundary of efficientnet.main."""
+    from efficientnet import cli
+    from efficientnet.train.config import ConfigError
+
+    return cli.run(_main, argv, known={ConfigError: 2})
+
+
+def _main(args: list[str]) -> int:
     from efficientnet.train import trainer
     from efficientnet.train.flags import config_from_flags
 
-    args = list(sys.argv[1:] if argv is None else argv)
     defaults = ["--use_synthetic_data", "--image_size=16", "--num_label_classes=4",
                 "--moving_average_decay=0", "--weight_decay=0", "--label_smoothing=0",
                 "--optimizer=sgd", "--base_learning_rate=0.1", "--lr_schedule=constant",

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from efficientnet.train import checkpointing, distribute, inputs, optimization
+from efficientnet.train import checkpointing, distribute, faults, inputs, optimization
 from efficientnet.train.config import ConfigError, RunConfig
 from efficientnet.train.reporting import Reporter
 
@@ -323,11 +323,13 @@ class Trainer:
 
     def restore_or_initialize(self) -> int:
         """Resumes from model_dir, else applies --restore_path; returns the starting step."""
-        latest = checkpointing.latest_checkpoint(self.config.model_dir)
+        latest = checkpointing.latest_readable_checkpoint(
+            self.config.model_dir, clean=self.is_chief, say=self.reporter.print)
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             step = int(self.step.numpy())
             self.reporter.print(f"Resuming from {latest} at step {step}")
+            self.reporter.drop_records_after(step)  # those of a run killed after this checkpoint
             return step
         if self.config.restore_path:
             restore = self._restore_module()
@@ -414,7 +416,7 @@ class Trainer:
 
     # -- running --------------------------------------------------------------------------------
     def save(self, step: int) -> str:
-        path = self.manager.save(checkpoint_number=step)
+        path = checkpointing.save(self.manager, step)
         if not self.is_chief:
             tf.io.gfile.rmtree(self.manager.directory)
         return path
@@ -577,8 +579,14 @@ def run(config: RunConfig, *, model_fn: ModelFn | None = None,
     _seed(config)
     if config.mode == "eval":
         return evaluate_checkpoints(config, strategy, spec, model_fn, eval_dataset_fn)
+    with checkpointing.training_lock(config.model_dir, distribute.task_info(strategy)[0]):
+        return _train(config, strategy, spec, model_fn, train_dataset_fn, eval_dataset_fn)
 
+
+def _train(config, strategy, spec, model_fn, train_dataset_fn, eval_dataset_fn) -> RunResult:
     trainer = Trainer(config, strategy, spec, model_fn)
+    if model_fn is None:  # the zoo's models on a CPU host: refuse a batch that cannot fit
+        faults.check_memory_for(trainer)
     if trainer.is_chief:
         from efficientnet.train.flags import save_config
 
@@ -666,7 +674,8 @@ def evaluate_checkpoints(config: RunConfig, strategy, spec=None, model_fn: Model
 
     try:
         if not config.eval_watch:
-            latest = checkpointing.latest_checkpoint(config.model_dir)
+            latest = checkpointing.latest_readable_checkpoint(config.model_dir,
+                                                              say=reporter.print)
             if latest is None:
                 raise FileNotFoundError(
                     f"No checkpoint in --model_dir {config.model_dir!r} to evaluate")
