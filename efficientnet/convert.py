@@ -39,7 +39,14 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """The CLI inside efficientnet.cli's error boundary (bad input exits 2, --verbose)."""
+    from efficientnet import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    args = parse_args(argv)
     from efficientnet import models
     from efficientnet.train.restore import RestoreError, convert
 

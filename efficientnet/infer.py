@@ -28,6 +28,10 @@ from efficientnet.export.config import LABELS_FILE, MODEL_INFO_FILE, ExportError
 log = logging.getLogger("efficientnet.infer")
 
 
+class NothingReadable(ExportError):
+    """Every image given was skipped (the CLI exits 1)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class InferConfig:
     """One inference run; the CLI flags map one-to-one onto these fields."""
@@ -44,6 +48,7 @@ class InferConfig:
     benchmark: bool = False
     benchmark_runs: int = 50  # timed batch-1 runs; batch-32 runs are a fifth of it (at least 3)
     num_threads: int | None = None  # default: every core
+    max_image_pixels: int | None = None  # default: the data pipeline's limit
 
 
 def run_infer(config: InferConfig, out=print) -> dict:
@@ -75,7 +80,8 @@ def run_infer(config: InferConfig, out=print) -> dict:
 
     if image_paths:
         pixels, readable, failures = image_io.read_image_files(
-            image_paths, predictor.image_size, crop_padding, resize_method)
+            image_paths, predictor.image_size, crop_padding, resize_method,
+            config.max_image_pixels)
         for path, reason in failures:
             out(f"skipped {path}: {reason}")
         probabilities = _predict(predictor, pixels, config.batch_size)
@@ -88,6 +94,9 @@ def run_infer(config: InferConfig, out=print) -> dict:
             out(f"{path}: " + ", ".join(f"{e['name']} ({e['probability']:.3f})" for e in entries))
         results["skipped"] = [{"file": path, "reason": reason} for path, reason in failures]
         out(f"classified {len(readable)} image(s), skipped {len(failures)} unreadable")
+        if not readable:
+            raise NothingReadable(f"None of the {len(failures)} image(s) could be read (reasons "
+                                  "above): nothing classified")
 
     if config.data_dir:
         num_label_classes = config.num_label_classes or predictor.num_classes
@@ -199,6 +208,9 @@ def parse_flags(argv: list[str]) -> InferConfig:
                         help="latency at batch 1 and images/s at batch 32")
     parser.add_argument("--benchmark_runs", type=int, default=50)
     parser.add_argument("--num_threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--max_image_pixels", type=int,
+                        help="refuse images whose header announces more pixels, before decoding "
+                             "(default 300000000, as the converter)")
     args = parser.parse_args(argv)
     images = tuple(p for item in args.images for p in item.split(",") if p)
     return InferConfig(
@@ -206,19 +218,30 @@ def parse_flags(argv: list[str]) -> InferConfig:
         labels_file=args.labels_file, model_name=args.model_name,
         num_label_classes=args.num_label_classes, top_k=args.top_k, batch_size=args.batch_size,
         benchmark=args.benchmark, benchmark_runs=args.benchmark_runs,
-        num_threads=args.num_threads,
+        num_threads=args.num_threads, max_image_pixels=args.max_image_pixels,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = parse_flags(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
+    from efficientnet.cli import EXIT_BAD_INPUT, EXIT_RUNTIME, CommandError
+
+    config = parse_flags(argv)
     quiet_tensorflow_logs()
     try:
         run_infer(config)
+    except NothingReadable as error:
+        raise CommandError(str(error), EXIT_RUNTIME) from error
     except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error), EXIT_BAD_INPUT) from error
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI inside efficientnet.cli's error boundary: a bad model, flag or file exits 2,
+    every image unreadable exits 1."""
+    from efficientnet import cli
+
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def load(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             table = json.load(handle)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RankTableError(f"Rank table {path!r} is not valid JSON: {error}") from None
     if not isinstance(table, dict):
         raise RankTableError(f"Rank table {path!r} must be a JSON object with 'group_list'")

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except rank_tables.RankTableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. stdout closed, or the table unreadable
+        print(f"error: {error.filename or args.file}: {error.strerror or error}", file=sys.stderr)
+        return 2 if error.filename else 1
     return 0
 
 

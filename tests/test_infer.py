@@ -30,7 +30,7 @@ def image_folder(tmp_path):
 
 
 def test_missing_model_is_one_clear_line(tmp_path, capsys):
-    assert main(["--model", str(tmp_path / "model.tflite"), "--benchmark"]) == 1
+    assert main(["--model", str(tmp_path / "model.tflite"), "--benchmark"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: Model {tmp_path / 'model.tflite'} does not exist."
 
@@ -38,9 +38,9 @@ def test_missing_model_is_one_clear_line(tmp_path, capsys):
 def test_unknown_model_type_and_missing_action(tmp_path, capsys):
     weights = tmp_path / "model.h5"
     weights.write_bytes(b"")
-    assert main(["--model", str(weights), "--benchmark"]) == 1
+    assert main(["--model", str(weights), "--benchmark"]) == 2
     assert "Cannot tell the format" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path)]) == 1
+    assert main(["--model", str(tmp_path)]) == 2
     assert "Nothing to do" in capsys.readouterr().err
     with pytest.raises(ExportError, match="without saved_model.pb"):
         run_infer(InferConfig(model=str(tmp_path), benchmark=True))

@@ -7,11 +7,14 @@ describes each flag. Bad arguments print one message and exit with code 2, writi
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+VERBOSE_ENV = "TFRECORD_TOOLS_VERBOSE"
 
 
 def _positive(value: str) -> int:
@@ -125,7 +128,7 @@ def _summary(report: dict, output_directory: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import tfrecord_tools as tools
@@ -158,6 +161,42 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(_summary(report, args.output_directory))
     return 0
+
+
+def _failure(error: Exception) -> tuple[str, int] | None:
+    """(one line, exit status) for an anticipated failure, None for an unexpected one."""
+    if isinstance(error, OSError) and error.errno is not None:
+        where = f"{error.filename}: " if error.filename else ""
+        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return (f"{where}disk full ({error.strerror}): free space and re-run the same "
+                    "command to resume (complete shards are kept)", 1)
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{where}{error.strerror}: choose a directory you can write to", 2
+        if isinstance(error, FileNotFoundError):
+            return f"{where}no such file or directory: check the path", 2
+    if isinstance(error, (RuntimeError, MemoryError)) and str(error):
+        return str(error), 1
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI inside its error boundary: anticipated failures print one line and exit 2 (bad
+    input) or 1 (run time); --verbose or TFRECORD_TOOLS_VERBOSE=1 adds the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    verbose = verbose or os.environ.get("EFFICIENTNET_VERBOSE", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--verbose"]
+    try:
+        return _main(argv)
+    except Exception as error:
+        failure = _failure(error)
+        if failure is None:
+            raise
+        if verbose:
+            traceback.print_exc()
+        message, code = failure
+        print(f"python -m tfrecord_tools: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

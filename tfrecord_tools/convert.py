@@ -56,6 +56,11 @@ def _class_folders(directory: str, flag: str) -> list[str]:
                    if entry.is_dir() and not entry.name.startswith("."))
     if not names:
         raise UsageError(f"{flag} {directory} has no class sub-folders (one folder per class)")
+    for name in names:
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            # labels.txt has one class per line: a newline in a name would shift every label.
+            raise UsageError(f"{flag} {directory}: class folder {name!r} has a control character "
+                             "(a newline?) in its name; rename the folder")
     return names
 
 

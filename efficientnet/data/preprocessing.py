@@ -13,9 +13,16 @@ reproducible whatever the parallelism.
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
 RESIZE_METHODS = ("bicubic", "bicubic_tf1", "bilinear")
+
+# Images announcing more pixels than this are refused before decoding, as tfrecord_tools refuses
+# them (tfrecord_tools/images.py: Image.MAX_IMAGE_PIXELS); settable by environment variable.
+MAX_PIXELS_ENV = "EFFICIENTNET_MAX_IMAGE_PIXELS"
+MAX_IMAGE_PIXELS = int(os.environ.get(MAX_PIXELS_ENV) or 300_000_000)
 
 # sample_distorted_bounding_box settings of the published EfficientNet training.
 MIN_OBJECT_COVERED = 0.1
@@ -53,8 +60,62 @@ def _decode_any(image_bytes):
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def _decode_and_crop(image_bytes, crop_window_fn):
-    """(crop, original shape [h, w, c]): decodes only `crop_window_fn(shape) -> [y, x, h, w]`."""
+def _header_uint(image_bytes, offset: int, size: int, big_endian: bool):
+    """The unsigned `size`-byte integer at `offset` of a string tensor (0 past its end)."""
+    raw = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, size), tf.uint8)
+    raw = tf.cast(tf.pad(raw, [[0, size - tf.shape(raw)[0]]]), tf.int64)
+    weights = [256 ** (size - 1 - i) if big_endian else 256 ** i for i in range(size)]
+    return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
+
+
+def header_pixels(image_bytes):
+    """Height x width of a JPEG, PNG, GIF or BMP read from its header (int64; 0 for other
+    formats, which the decoder refuses anyway), without decoding the image."""
+    magic = tf.strings.substr(image_bytes, 0, 8)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
+        return (_header_uint(image_bytes, 16, 4, True) * _header_uint(image_bytes, 20, 4, True))
+
+    def gif():  # logical screen: width, height as little-endian uint16 at bytes 6 and 8
+        return _header_uint(image_bytes, 6, 2, False) * _header_uint(image_bytes, 8, 2, False)
+
+    def bmp():  # BITMAPINFOHEADER: int32 width, height at 18 and 22 (height < 0: top-down)
+        width = _header_uint(image_bytes, 18, 4, False)
+        height = _header_uint(image_bytes, 22, 4, False)
+        height = tf.where(height >= 2**31, 2**32 - height, height)
+        return width * height
+
+    return tf.case([
+        (tf.io.is_jpeg(image_bytes), jpeg),
+        (tf.equal(magic, b"\x89PNG\r\n\x1a\n"), png),
+        (tf.equal(tf.strings.substr(magic, 0, 4), b"GIF8"), gif),
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
+
+
+def check_pixel_limit(image_bytes, max_pixels: int | None = MAX_IMAGE_PIXELS):
+    """`image_bytes`, failing with InvalidArgumentError ("... over the pixel limit ...") when
+    its header announces more than `max_pixels` pixels: a small file can announce an image of
+    many gigabytes (a decompression bomb), refused before any decoding. None: no limit."""
+    if not max_pixels:
+        return image_bytes
+    check = tf.debugging.assert_less_equal(
+        header_pixels(image_bytes), tf.constant(int(max_pixels), tf.int64),
+        message=f"Image over the pixel limit: its header announces more than {int(max_pixels)} "
+                "pixels; refused before decoding (raise the limit with --max_image_pixels or "
+                f"{MAX_PIXELS_ENV} if the image is genuine)")
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes)
+
+
+def _decode_and_crop(image_bytes, crop_window_fn, max_pixels: int | None = MAX_IMAGE_PIXELS):
+    """(crop, original shape [h, w, c]): decodes only `crop_window_fn(shape) -> [y, x, h, w]`.
+    Images whose header announces more than `max_pixels` pixels fail before decoding."""
+    image_bytes = check_pixel_limit(image_bytes, max_pixels)
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(image_bytes, output_type=tf.int32)
@@ -86,11 +147,14 @@ def center_crop_window(shape, image_size: int, crop_padding: int = 32):
 
 
 def preprocess_for_eval(image_bytes, image_size: int, crop_padding: int = 32,
-                        resize_method: str = "bicubic"):
-    """Encoded image -> float32 [image_size, image_size, 3] in [0, 255] (not normalised)."""
+                        resize_method: str = "bicubic",
+                        max_pixels: int | None = MAX_IMAGE_PIXELS):
+    """Encoded image -> float32 [image_size, image_size, 3] in [0, 255] (not normalised).
+    Images over `max_pixels` pixels fail before decoding (`check_pixel_limit`)."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     image, _ = _decode_and_crop(
-        image_bytes, lambda shape: center_crop_window(shape, image_size, crop_padding))
+        image_bytes, lambda shape: center_crop_window(shape, image_size, crop_padding),
+        max_pixels)
     return resize(image, image_size, resize_method)
 
 

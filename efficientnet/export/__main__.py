@@ -12,6 +12,7 @@ import os
 import sys
 
 from efficientnet import quiet_tensorflow_logs
+from efficientnet.cli import CommandError
 from efficientnet.export.config import FORMATS, REPORT_FILE, ExportConfig, ExportError, FlagParser
 
 
@@ -84,22 +85,27 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     try:
-        config = parse_flags(sys.argv[1:] if argv is None else argv)
+        config = parse_flags(argv)
     except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error), 2) from error
     configure_logging()
     from efficientnet.export.exporter import run_export
 
     try:
         report = run_export(config)
     except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error), 1) from error
     print(f"exported {', '.join(report['formats'])} to {config.export_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI inside efficientnet.cli's error boundary: bad flags exit 2, a failed export 1."""
+    from efficientnet import cli
+
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -85,9 +85,9 @@ def _checkpoint_has_ema(model_dir: str) -> bool:
     # load_weights_for_inference falls back to raw weights when a run kept no EMA; say which.
     import tensorflow as tf
 
-    from efficientnet.train.checkpointing import latest_checkpoint
+    from efficientnet.train.checkpointing import latest_readable_checkpoint
 
-    path = latest_checkpoint(model_dir)
+    path = latest_readable_checkpoint(model_dir, say=lambda line: None)  # said when loading
     return bool(path) and any(name.startswith("ema/") for name, _ in tf.train.list_variables(path))
 
 

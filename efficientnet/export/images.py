@@ -129,17 +129,25 @@ def list_image_files(inputs: list[str]) -> list[str]:
 
 
 def read_image_files(
-    paths: list[str], image_size: int, crop_padding: int = 32, resize_method: str = "bicubic"
+    paths: list[str], image_size: int, crop_padding: int = 32, resize_method: str = "bicubic",
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-    """Decodes each file; returns (pixels of the readable ones, their paths, [(path, why)])."""
+    """Decodes each file; returns (pixels of the readable ones, their paths, [(path, why)]).
+    Files whose header announces more than `max_pixels` pixels (default: the data pipeline's
+    limit) are skipped before decoding."""
     import tensorflow as tf
+
+    from efficientnet.data.preprocessing import MAX_IMAGE_PIXELS
+
+    max_pixels = max_pixels or MAX_IMAGE_PIXELS
 
     pixels, readable, failures = [], [], []
     for path in paths:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            image = preprocess(tf.constant(data), image_size, crop_padding, resize_method).numpy()
+            image = preprocess(tf.constant(data), image_size, crop_padding, resize_method,
+                               max_pixels).numpy()
         except OSError as error:
             failures.append((path, error.strerror or str(error)))
             continue
@@ -158,12 +166,14 @@ def _tf_error_text(message: str) -> str:
     return re.sub(r"\s*\[Op:.*$", "", text).strip() or "decode failed"
 
 
-def preprocess(image_bytes, image_size: int, crop_padding: int, resize_method: str):
+def preprocess(image_bytes, image_size: int, crop_padding: int, resize_method: str,
+               max_pixels: int | None = None):
     """Encoded image -> float32 [S, S, 3] pixels in [0, 255] (the data pipeline's eval path)."""
     import tensorflow as tf
 
-    from efficientnet.data.preprocessing import preprocess_for_eval
+    from efficientnet.data.preprocessing import MAX_IMAGE_PIXELS, preprocess_for_eval
 
     image = preprocess_for_eval(image_bytes, image_size, crop_padding=crop_padding,
-                                resize_method=resize_method)
+                                resize_method=resize_method,
+                                max_pixels=max_pixels or MAX_IMAGE_PIXELS)
     return tf.cast(image, tf.float32)

@@ -54,7 +54,7 @@ class SavedModelPredictor(Predictor):
         self.num_threads = configured or os.cpu_count() or 1
         try:
             self._loaded = tf.saved_model.load(path)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, tf.errors.OpError) as error:
             raise ExportError(f"Cannot load SavedModel {path}: {error}") from error
         signatures = self._loaded.signatures
         if PIXELS_SIGNATURE not in signatures:
@@ -85,6 +85,7 @@ class TFLitePredictor(Predictor):
         super().__init__(path, num_threads)
         import tensorflow as tf
 
+        check_tflite_file(path)  # the interpreter trusts the file: a truncated one segfaults it
         with warnings.catch_warnings():  # tf.lite.Interpreter's move-to-LiteRT notice
             warnings.simplefilter("ignore")
             try:
@@ -167,6 +168,7 @@ class OnnxPredictor(Predictor):
             raise ExportError(
                 "Running .onnx models needs onnxruntime: pip install -e '.[export]'"
             ) from error
+        check_onnx_file(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.num_threads
         options.inter_op_num_threads = 1
@@ -188,6 +190,47 @@ class OnnxPredictor(Predictor):
     def predict(self, pixels):
         feed = {self._input_name: np.asarray(pixels, np.float32)}
         return self._session.run(["probabilities"], feed)[0]
+
+
+def check_tflite_file(path: str) -> None:
+    """ExportError unless `path` is a whole TFLite flatbuffer: the "TFL3" identifier, and every
+    table, vector and buffer of the model inside the file (a Python walk of the schema, which
+    raises on any offset past the end, where the native interpreter would read out of bounds)."""
+    try:
+        with open(path, "rb") as handle:
+            data = bytearray(handle.read())
+    except OSError as error:
+        raise ExportError(f"Cannot read TFLite model {path}: {error.strerror}") from error
+    if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
+        raise ExportError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier): give "
+                          "a .tflite file written by `python -m efficientnet.export`")
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+        for buffer in model.buffers or ():
+            offset, size = int(buffer.offset or 0), int(buffer.size or 0)
+            if offset and offset + size > len(data):  # weights stored after the flatbuffer
+                raise ValueError(f"buffer data at {offset}+{size} past the end")
+    except Exception as error:  # struct.error, IndexError, ValueError from a broken layout
+        raise ExportError(f"TFLite model {path} is truncated or corrupt ({len(data)} bytes; "
+                          f"{str(error).splitlines()[0][:120] if str(error) else type(error).__name__})"
+                          ": export it again") from None
+
+
+def check_onnx_file(path: str) -> None:
+    """ExportError unless `path` parses as an ONNX model protobuf (where onnx is installed)."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as error:  # DecodeError and friends
+        raise ExportError(f"ONNX model {path} is truncated or corrupt ({type(error).__name__}): "
+                          "export it again") from None
+    if not model.graph.node:
+        raise ExportError(f"ONNX model {path} has no graph: export it again")
 
 
 def detect_format(path: str) -> str:

@@ -3,7 +3,9 @@
 Two signatures share one head:
 
 - `serving_default(images)`: float32 pixels in [0, 255], NHWC, any batch.
-- `serving_bytes(image_bytes)`: encoded JPEG/PNG strings, any batch.
+- `serving_bytes(image_bytes)`: encoded JPEG/PNG strings, any batch. An image whose header
+  announces more pixels than the data pipeline's limit (`MAX_IMAGE_PIXELS`, read when the model
+  is exported) fails the call before it is decoded.
 
 Both return `probabilities` [B, C], `top_5_classes` [B, min(5, C)] (int32) and, when class names
 are given, `top_5_class_names` [B, min(5, C)]. The model always runs with `training=False`.

@@ -121,17 +121,24 @@ def _read_keras_h5(path: str, model, model_name: str) -> dict[str, np.ndarray]:
     """
     import h5py
 
-    with h5py.File(path, "r") as h5:
-        dense = sorted(
-            (name for name in h5.get("layers", {}) if re.fullmatch(r"dense(_\d+)?", name)),
-            key=lambda name: int(name.rsplit("_", 1)[1]) if "_" in name else 0,
-        )
-        head_classes = int(h5["layers"][dense[-1]]["vars"]["1"].shape[0]) if dense else None
+    # h5py reads arrays only (no pickled objects, no code), so an untrusted file cannot run code.
+    try:
+        with h5py.File(path, "r") as h5:
+            dense = sorted(
+                (name for name in h5.get("layers", {}) if re.fullmatch(r"dense(_\d+)?", name)),
+                key=lambda name: int(name.rsplit("_", 1)[1]) if "_" in name else 0,
+            )
+            head_classes = int(h5["layers"][dense[-1]]["vars"]["1"].shape[0]) if dense else None
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise RestoreError(
+            f"--restore_path {path!r} is not a Keras .weights.h5 file of an EfficientNet "
+            f"({str(error).splitlines()[0][:160] if str(error) else type(error).__name__}): "
+            "pass the file written by model.save_weights()") from None
     source = models.build(model_name, num_classes=head_classes,
                           image_size=int(model.input.shape[1]))
     try:
         source.load_weights(path)
-    except ValueError as error:
+    except (ValueError, KeyError, OSError) as error:
         raise RestoreError(
             f"--restore_path {path!r} does not fit {model_name}: {str(error)[:300]}") from None
     return {v.path: v.numpy() for v in source.weights}
@@ -352,7 +359,7 @@ def convert(model_name: str, checkpoint: str, output_dir: str, num_classes: int 
     ema = {p: tf.Variable(v.numpy()) for p, v in checkpointing.weight_dict(model).items()}
     ckpt = checkpointing.make_checkpoint(model, step, ema_variables=ema)
     manager = checkpointing.make_manager(ckpt, output_dir, max_to_keep=1, step=step)
-    report["output"] = manager.save(checkpoint_number=0)
+    report["output"] = checkpointing.save(manager, 0)  # a failed save leaves nothing behind
     report["num_classes"] = num_classes
     report["forward_pass_finite"] = True
     write_report(report, output_dir)
