@@ -23,17 +23,25 @@ case "$command" in
     if [ -n "${EXPORT_DIR:-}" ]; then args+=(--export_dir="$EXPORT_DIR"); fi
     # Model settings of the training run (config.json) unless given; later flags win.
     if [ -f "$MODEL_DIR/config.json" ]; then
-      while IFS= read -r flag; do args+=("$flag"); done < <("$PYTHON" - "$MODEL_DIR/config.json" "${MODEL_NAME:-}" <<'PY'
+      saved_flags=$("$PYTHON" - "$MODEL_DIR/config.json" "${MODEL_NAME:-}" <<'PY'
 import json, sys
-saved = json.load(open(sys.argv[1]))
-if not sys.argv[2]:
-    print(f"--model_name={saved['model_name']}")
-print(f"--num_label_classes={saved['num_label_classes']}")
-for key in ("image_size", "crop_padding", "resize_method"):
-    if saved.get(key) is not None:
-        print(f"--{key}={saved[key]}")
+try:
+    saved = json.load(open(sys.argv[1]))
+    lines = [] if sys.argv[2] else [f"--model_name={saved['model_name']}"]
+    lines.append(f"--num_label_classes={saved['num_label_classes']}")
+    for key in ("image_size", "crop_padding", "resize_method"):
+        if saved.get(key) is not None:
+            lines.append(f"--{key}={saved[key]}")
+except (OSError, ValueError, KeyError, TypeError) as error:
+    sys.exit(f"error: {sys.argv[1]} is not the config.json of a training run "
+             f"({type(error).__name__}: {error}): restore it, or pass MODEL_NAME and "
+             "--num_label_classes")
+print("\n".join(lines))
 PY
-)
+) || exit 2
+      while IFS= read -r flag; do
+        if [ -n "$flag" ]; then args+=("$flag"); fi
+      done <<< "$saved_flags"
     fi
     exec "$PYTHON" -m efficientnet.export "${args[@]}" "$@" ;;
   *)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -42,9 +43,10 @@ def split_verbose(argv: list[str]) -> tuple[list[str], bool]:
 def first_line(text: str) -> str:
     """The first non-empty line of a (TensorFlow) error message, without its op trailer."""
     for line in str(text).splitlines():
-        line = line.strip()
+        line = re.sub(r"\{\{[^}]*\}\}\s*", "", line).strip()
         if line:
-            return line.split(" [[{{node")[0].split(" [Op:")[0].strip()
+            line = line.split(" [[")[0].split(" [Op:")[0].strip()
+            return re.sub(r"\.tempstate\d+", "", line)
     return ""
 
 

@@ -31,6 +31,7 @@ def _main(argv: list[str]) -> int:
     config = config_from_flags(argv)
     from efficientnet.cli import CommandError
     from efficientnet.train import trainer
+    from efficientnet.train.checkpointing import CheckpointError
     from efficientnet.train.restore import RestoreError
 
     try:
@@ -40,7 +41,7 @@ def _main(argv: list[str]) -> int:
         return EXIT_SIGTERM
     except trainer.NonFiniteLossError as error:
         raise CommandError(str(error), EXIT_NONFINITE) from error
-    except (ConfigError, RestoreError) as error:
+    except (ConfigError, RestoreError, CheckpointError) as error:
         raise CommandError(str(error), EXIT_CONFIG) from error
     except Exception as error:
         import tensorflow as tf

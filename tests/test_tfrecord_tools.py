@@ -139,7 +139,7 @@ def test_folder_round_trip_with_bad_files(image_folder, tmp_path):
     for name, reason in skipped.items():
         assert reason.startswith(problems[name]), (name, reason)
     assert sorted(os.listdir(output)) == sorted([
-        ".tfrecord_tools_state.json", "conversion_report.json", "labels.txt",
+        ".tfrecord_tools.lock", ".tfrecord_tools_state.json", "conversion_report.json", "labels.txt",
         "train-00000-of-00003", "train-00001-of-00003", "train-00002-of-00003",
         "validation-00000-of-00002", "validation-00001-of-00002"])
     assert (output / "labels.txt").read_text() == "cat\ndog\nfish\n"

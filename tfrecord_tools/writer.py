@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -201,13 +202,19 @@ def write_dataset(output_directory: str, splits: dict[str, list[Item]],
     if os.path.exists(output_directory) and not os.path.isdir(output_directory):
         raise UsageError(f"--output_directory {output_directory} exists and is not a directory")
     try:
-        lock = hold_directory(output_directory, "--output_directory", LOCK_FILE)
-        with lock:
+        os.makedirs(output_directory, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--output_directory {output_directory} cannot be created "
+                         f"({error.strerror}): choose another path") from None
+    try:
+        with hold_directory(output_directory, "--output_directory", LOCK_FILE):
             return _write_locked(output_directory, splits, counts, class_lines, num_workers,
                                  seed, quiet, full_decode, start)
     except DirectoryBusy as error:
         raise UsageError(str(error)) from None
-    except PermissionError as error:
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         raise UsageError(f"--output_directory {output_directory} cannot be written "
                          f"({error.strerror}): choose a writable directory") from None
 
@@ -312,8 +319,26 @@ def _start_worker(jobs: list[_ShardJob] | None) -> None:
     it is spawned), so the parent only ever sends shard indices. Ctrl-C is the parent's to
     handle: it stops the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     if jobs is not None:
         _WORKER_JOBS[:] = jobs
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the parent dies (kill -9 included), so no
+    orphan keeps converting into a directory nobody holds."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
+        os._exit(1)
 
 
 def _write_job(index: int) -> tuple[str, dict]:

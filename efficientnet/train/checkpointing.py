@@ -285,8 +285,8 @@ def latest_readable_checkpoint(model_dir: str | None, clean: bool = False,
                 for bad in skipped:
                     remove_checkpoint_files(bad)
                 kept = [p for p in sorted(prefixes, key=_step_of) if p not in skipped]
-                tf.train.update_checkpoint_state(model_dir, prefix,
-                                                 all_model_checkpoint_paths=kept)
+                tf.compat.v1.train.update_checkpoint_state(
+                    model_dir, prefix, all_model_checkpoint_paths=kept)
             return prefix
         skipped.append(prefix)
         problems.append(f"{os.path.basename(prefix)} ({problem})")

@@ -70,9 +70,10 @@ def learnable_dataset_fn(is_training: bool, global_batch_size: int, image_size: 
 def main(argv: list[str] | None = None) -> int:
     """The tiny run inside the CLI error boundary of efficientnet.main."""
     from efficientnet import cli
+    from efficientnet.train.checkpointing import CheckpointError
     from efficientnet.train.config import ConfigError
 
-    return cli.run(_main, argv, known={ConfigError: 2})
+    return cli.run(_main, argv, known={ConfigError: 2, CheckpointError: 2})
 
 
 def _main(args: list[str]) -> int:
