@@ -36,9 +36,17 @@ done
 
 status=0
 for ((i = 0; i < ${#pids[@]}; i++)); do
-  if ! wait -n; then
-    status=1
-    echo "run_8p.sh: a worker failed; stopping the others (see $RESULT_DIR/*/train.log)" >&2
+  wait -n -p failed_pid
+  code=$?
+  if [ "$code" -ne 0 ]; then
+    status=$code
+    for ((rank = 0; rank < ${#pids[@]}; rank++)); do
+      if [ "${pids[$rank]}" = "$failed_pid" ]; then break; fi
+    done
+    # The worker's own one-line error (the last `error:` line of its log), then the exit status.
+    reason=$(grep -h "error:" "$RESULT_DIR/$rank/train.log" 2>/dev/null | tail -n 1)
+    echo "run_8p.sh: rank $rank failed (exit $code)${reason:+: $reason}; stopping the others" \
+      "(see $RESULT_DIR/$rank/train.log)" >&2
     stop_all
     break
   fi

@@ -344,30 +344,37 @@ def tiny_tflite(tmp_path_factory):
     return path
 
 
-def test_truncated_and_foreign_model_files_are_refused_without_a_crash(tmp_path, tiny_tflite):
+def test_truncated_and_foreign_model_files_are_refused_without_a_crash(tmp_path, tiny_tflite,
+                                                                       capsys):
+    from efficientnet.infer import main
+
     data = tiny_tflite.read_bytes()
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(data[: len(data) * 2 // 3])
+    # A fresh process: the native interpreter used to segfault on this file.
     result = run(["efficientnet.infer", f"--model={truncated}", "--benchmark"], timeout=120)
     assert result.returncode == 2  # not -11 (SIGSEGV)
     assert f"TFLite model {truncated} is truncated or corrupt" in error_line(result)
+
     foreign = tmp_path / "foreign.tflite"
     foreign.write_bytes(b"\x00" * 64)
-    result = run(["efficientnet.infer", f"--model={foreign}", "--benchmark"], timeout=120)
-    assert result.returncode == 2 and "is not a TFLite model" in error_line(result)
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"\x08\x07garbage" * 10)
-    result = run(["efficientnet.infer", f"--model={onnx}", "--benchmark"], timeout=120)
-    assert result.returncode == 2 and "is truncated or corrupt" in error_line(result)
     saved = tmp_path / "saved_model"
     saved.mkdir()
     (saved / "saved_model.pb").write_bytes(b"garbage")
-    result = run(["efficientnet.infer", f"--model={saved}", "--benchmark"], timeout=120)
-    assert result.returncode == 2 and f"Cannot load SavedModel {saved}" in error_line(result)
+    for model, message in ((foreign, "is not a TFLite model"),
+                           (onnx, f"ONNX model {onnx} is truncated or corrupt"),
+                           (saved, f"Cannot load SavedModel {saved}")):
+        assert main([f"--model={model}", "--benchmark"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
     assert tiny_tflite.read_bytes() == data
 
 
-def test_infer_refuses_a_pixel_bomb_before_decoding_and_exits_1(tmp_path, tiny_tflite):
+def test_infer_refuses_a_pixel_bomb_before_decoding_and_exits_1(tmp_path, tiny_tflite, capsys):
+    from efficientnet.infer import main
+
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(20000, 20000))  # 1.2 GB of pixels announced in 150 bytes
     result = run(["efficientnet.infer", f"--model={tiny_tflite}", f"--images={bomb}"],
@@ -375,10 +382,10 @@ def test_infer_refuses_a_pixel_bomb_before_decoding_and_exits_1(tmp_path, tiny_t
     assert result.returncode == 1
     assert f"skipped {bomb}: not a readable image (Image over the pixel limit" in result.stdout
     assert "None of the 1 image(s) could be read" in error_line(result)
-    verbose = run(["efficientnet.infer", f"--model={tiny_tflite}", f"--images={bomb}",
-                   "--verbose"], timeout=120)
-    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
-    assert verbose.stderr.strip().splitlines()[-1].startswith("error: None of the 1 image(s)")
+    assert main([f"--model={tiny_tflite}", f"--images={bomb}", "--verbose"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("error: None of the 1 image(s)")
 
 
 def test_serving_bytes_and_the_input_pipeline_refuse_a_pixel_bomb(tmp_path):

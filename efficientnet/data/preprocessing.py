@@ -68,17 +68,13 @@ def _header_uint(image_bytes, offset: int, size: int, big_endian: bool):
     return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
 
 
-def header_pixels(image_bytes):
-    """Height x width of a JPEG, PNG, GIF or BMP read from its header (int64; 0 for other
-    formats, which the decoder refuses anyway), without decoding the image."""
+def _other_header_pixels(image_bytes):
+    """Height x width announced by a PNG, GIF or BMP header (int64; 0 for other formats, which
+    the decoder refuses anyway)."""
     magic = tf.strings.substr(image_bytes, 0, 8)
 
-    def jpeg():
-        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
-        return shape[0] * shape[1]
-
     def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
-        return (_header_uint(image_bytes, 16, 4, True) * _header_uint(image_bytes, 20, 4, True))
+        return _header_uint(image_bytes, 16, 4, True) * _header_uint(image_bytes, 20, 4, True)
 
     def gif():  # logical screen: width, height as little-endian uint16 at bytes 6 and 8
         return _header_uint(image_bytes, 6, 2, False) * _header_uint(image_bytes, 8, 2, False)
@@ -90,40 +86,58 @@ def header_pixels(image_bytes):
         return width * height
 
     return tf.case([
-        (tf.io.is_jpeg(image_bytes), jpeg),
         (tf.equal(magic, b"\x89PNG\r\n\x1a\n"), png),
         (tf.equal(tf.strings.substr(magic, 0, 4), b"GIF8"), gif),
         (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
     ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
 
 
+def header_pixels(image_bytes):
+    """Height x width of a JPEG, PNG, GIF or BMP read from its header (int64; 0 for other
+    formats), without decoding the image."""
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
+        return shape[0] * shape[1]
+
+    return tf.cond(tf.io.is_jpeg(image_bytes), jpeg, lambda: _other_header_pixels(image_bytes))
+
+
+def _pixel_check(pixels, max_pixels: int | None):
+    """[] or [the assertion that `pixels` is within `max_pixels`]."""
+    if not max_pixels:
+        return []
+    return [tf.debugging.assert_less_equal(
+        tf.cast(pixels, tf.int64), tf.constant(int(max_pixels), tf.int64),
+        message=f"Image over the pixel limit: its header announces more than {int(max_pixels)} "
+                "pixels; refused before decoding (raise the limit with --max_image_pixels or "
+                f"{MAX_PIXELS_ENV} if the image is genuine)")]
+
+
 def check_pixel_limit(image_bytes, max_pixels: int | None = MAX_IMAGE_PIXELS):
-    """`image_bytes`, failing with InvalidArgumentError ("... over the pixel limit ...") when
+    """`image_bytes`, failing with InvalidArgumentError ("Image over the pixel limit ...") when
     its header announces more than `max_pixels` pixels: a small file can announce an image of
     many gigabytes (a decompression bomb), refused before any decoding. None: no limit."""
     if not max_pixels:
         return image_bytes
-    check = tf.debugging.assert_less_equal(
-        header_pixels(image_bytes), tf.constant(int(max_pixels), tf.int64),
-        message=f"Image over the pixel limit: its header announces more than {int(max_pixels)} "
-                "pixels; refused before decoding (raise the limit with --max_image_pixels or "
-                f"{MAX_PIXELS_ENV} if the image is genuine)")
-    with tf.control_dependencies([check]):
+    with tf.control_dependencies(_pixel_check(header_pixels(image_bytes), max_pixels)):
         return tf.identity(image_bytes)
 
 
 def _decode_and_crop(image_bytes, crop_window_fn, max_pixels: int | None = MAX_IMAGE_PIXELS):
     """(crop, original shape [h, w, c]): decodes only `crop_window_fn(shape) -> [y, x, h, w]`.
     Images whose header announces more than `max_pixels` pixels fail before decoding."""
-    image_bytes = check_pixel_limit(image_bytes, max_pixels)
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(image_bytes, output_type=tf.int32)
         window = crop_window_fn(shape)
-        return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3), shape
+        with tf.control_dependencies(_pixel_check(
+                tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64), max_pixels)):
+            return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3), shape
 
     def other():
-        image = _decode_any(image_bytes)
+        with tf.control_dependencies(
+                _pixel_check(_other_header_pixels(image_bytes), max_pixels)):
+            image = _decode_any(image_bytes)
         shape = tf.shape(image, out_type=tf.int32)
         window = crop_window_fn(shape)
         crop = tf.slice(image, tf.stack([window[0], window[1], 0]),
