@@ -281,6 +281,11 @@ def test_truncated_and_garbage_checkpoints(tmp_path):
     assert metrics_steps(model_dir) == [2, 4, 6, 8]
     assert not os.path.exists(os.path.join(model_dir, "ckpt-8_temp"))
 
+    other_head = run(args + ["--train_steps=10", "--num_label_classes=7"])
+    assert other_head.returncode == 2
+    assert f"checkpoint {model_dir}/ckpt-8 does not fit this model (" in error_line(other_head)
+    assert metrics_steps(model_dir) == [2, 4, 6, 8]
+
     for index in glob.glob(os.path.join(model_dir, "ckpt-*.index")):
         open(index, "wb").write(b"garbage")
     before = {p: open(p, "rb").read() for p in glob.glob(os.path.join(model_dir, "ckpt-*"))}

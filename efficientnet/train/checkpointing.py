@@ -310,3 +310,16 @@ def save(manager: tf.train.CheckpointManager, step: int) -> str:
         if manager.latest_checkpoint != prefix:  # the state file does not name it yet
             remove_checkpoint_files(prefix)
         raise
+
+
+def restore(checkpoint: tf.train.Checkpoint, prefix: str) -> None:
+    """Restores `prefix` into `checkpoint` (every saved object must match); CheckpointError
+    naming the file when it was written for another model or head."""
+    try:
+        checkpoint.restore(prefix).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        text = (getattr(error, "message", None) or str(error)).strip().splitlines()
+        raise CheckpointError(
+            f"checkpoint {prefix} does not fit this model ({text[0][:200] if text else ''}): "
+            "was it written for another --model_name, --num_label_classes or --image_size? "
+            "Use the run's own flags, or another --model_dir") from None

@@ -326,7 +326,7 @@ class Trainer:
         latest = checkpointing.latest_readable_checkpoint(
             self.config.model_dir, clean=self.is_chief, say=self.reporter.print)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            checkpointing.restore(self.checkpoint, latest)
             step = int(self.step.numpy())
             self.reporter.print(f"Resuming from {latest} at step {step}")
             self.reporter.drop_records_after(step)  # those of a run killed after this checkpoint
