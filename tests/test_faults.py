@@ -436,3 +436,25 @@ def test_memory_preflight_names_the_batch_flag():
     with pytest.raises(ConfigError, match=r"--train_batch_size=11 at 32 px needs at least .* "
                                           r"lower --train_batch_size \(at most about 10 fits\)"):
         check_memory(model, 11, 32, available=per_image * 10)
+
+
+def test_eval_falls_back_to_the_newest_readable_checkpoint_and_touches_nothing(tmp_path):
+    import tensorflow as tf
+
+    from efficientnet.train import checkpointing
+
+    step = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(step=step, weights=tf.Variable(tf.zeros([256])))
+    manager = checkpointing.make_manager(checkpoint, str(tmp_path), max_to_keep=3)
+    for number in (1, 2, 3):
+        step.assign(number)
+        checkpointing.save(manager, number)
+    newest = tmp_path / "ckpt-3.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[:100])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    said = []
+    assert checkpointing.latest_readable_checkpoint(str(tmp_path), say=said.append) == \
+        str(tmp_path / "ckpt-2")
+    assert len(said) == 1 and said[0].startswith("Skipped unreadable checkpoint(s) ckpt-3 (")
+    assert said[0].endswith(f"; using {tmp_path / 'ckpt-2'}")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
