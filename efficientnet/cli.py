@@ -65,8 +65,9 @@ def os_error_message(error: OSError) -> tuple[str, int] | None:
                 "permissions", EXIT_BAD_INPUT)
     if isinstance(error, FileNotFoundError):
         return f"{what}no such file or directory: check the path", EXIT_BAD_INPUT
-    if isinstance(error, (IsADirectoryError, NotADirectoryError)):
-        return f"{what}{error.strerror}: check the path", EXIT_BAD_INPUT
+    if isinstance(error, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return f"{what}{error.strerror}: check the path (a file where a folder should be?)", \
+            EXIT_BAD_INPUT
     return None
 
 

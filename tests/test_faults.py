@@ -220,6 +220,7 @@ def test_conversion_refuses_bad_output_and_class_names(tmp_path):
 # --- training ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_training_on_one_model_dir_exits_2_at_once(tmp_path):
     model_dir = str(tmp_path / "m")
     first = start(TINY + [f"--model_dir={model_dir}", "--train_steps=100000"])
@@ -251,6 +252,7 @@ def test_kill_9_during_training_twice_then_the_same_final_step(tmp_path):
     assert metrics_steps(model_dir) == list(range(1, 61))  # no step twice, none missing
 
 
+@pytest.mark.slow
 def test_full_disk_during_a_checkpoint_save_leaves_no_partial_checkpoint(tmp_path):
     model_dir = str(tmp_path / "m")
     # 1000 classes: a 32 KB checkpoint, over the 20 KB limit (TensorFlow's own files stay under)
@@ -266,6 +268,7 @@ def test_full_disk_during_a_checkpoint_save_leaves_no_partial_checkpoint(tmp_pat
     assert json.loads(again.stdout.strip().splitlines()[-1])["step"] == 4
 
 
+@pytest.mark.slow
 def test_truncated_and_garbage_checkpoints(tmp_path):
     model_dir = str(tmp_path / "m")
     args = TINY + [f"--model_dir={model_dir}", "--iterations_per_loop=2"]
@@ -304,6 +307,16 @@ def test_garbage_config_json_is_one_line(tmp_path):
     assert result.returncode == 2
     assert f"{model_dir}/config.json is not valid JSON" in error_line(result)
     assert (model_dir / "config.json").read_text() == "{not json"
+
+
+def test_test_sh_export_with_a_garbage_config_json_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    result = subprocess.run(["bash", os.path.join(ROOT, "test.sh"), "export"], capture_output=True,
+                            text=True, timeout=60,
+                            env={**ENV, "MODEL_DIR": str(tmp_path), "PYTHON": sys.executable})
+    assert result.returncode == 2
+    assert error_line(result).startswith(
+        f"error: {tmp_path}/config.json is not the config.json of a training run (JSONDecodeError")
 
 
 @needs_fashion
