@@ -471,3 +471,21 @@ def test_eval_falls_back_to_the_newest_readable_checkpoint_and_touches_nothing(t
     assert len(said) == 1 and said[0].startswith("Skipped unreadable checkpoint(s) ckpt-3 (")
     assert said[0].endswith(f"; using {tmp_path / 'ckpt-2'}")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_converter_refuses_a_jpeg_over_the_pixel_limit_without_decoding_it():
+    import io
+
+    from PIL import Image
+
+    from tfrecord_tools.images import MAX_IMAGE_PIXELS, BadImage, prepare_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.find(b"\xff\xc0")  # baseline frame header: height, width at +5
+    data[frame + 5:frame + 9] = struct.pack(">HH", 60000, 60000)
+    with pytest.raises(BadImage, match=f"60000x60000 pixels is over the limit of "
+                                       f"{MAX_IMAGE_PIXELS}"):
+        prepare_image(bytes(data))
+    assert prepare_image(buffer.getvalue())[1:] == (16, 16, False)

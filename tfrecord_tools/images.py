@@ -14,13 +14,18 @@ which `verify` and the decoder tolerate).
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 from PIL import Image, UnidentifiedImageError
 
 REENCODE_QUALITY = 95
-# Decompression-bomb guard: real photos are far below this (ImageNet's largest is ~50 MP).
-Image.MAX_IMAGE_PIXELS = 300_000_000
+# Decompression-bomb guard: real photos are far below this (ImageNet's largest is ~50 MP). The
+# same variable sets the limit of efficientnet's input pipeline, infer and serving signature, so a
+# converted image is never refused later.
+MAX_PIXELS_ENV = "EFFICIENTNET_MAX_IMAGE_PIXELS"
+MAX_IMAGE_PIXELS = int(os.environ.get(MAX_PIXELS_ENV) or 300_000_000)
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
 class BadImage(Exception):
@@ -81,6 +86,9 @@ def prepare_image(data: bytes, full_decode: bool = False) -> tuple[bytes, int, i
         frame = jpeg_frame(data)
         # Three 8-bit components is what PIL opens as an "RGB" JPEG (YCbCr or Adobe RGB);
         # 1 (grayscale) and 4 (CMYK/YCCK) components are re-encoded below.
+        if frame is not None and frame[0] * frame[1] > MAX_IMAGE_PIXELS:
+            raise BadImage(f"{frame[1]}x{frame[0]} pixels is over the limit of "
+                           f"{MAX_IMAGE_PIXELS} ({MAX_PIXELS_ENV})")
         if frame is not None and frame[2] == 3 and frame[0] > 0 and frame[1] > 0:
             return data, frame[0], frame[1], False
     try:
