@@ -161,3 +161,21 @@ def test_indexed_job_pods_train_from_their_index(tmp_path):
     outputs = run_replicas([(full, {"JOB_COMPLETION_INDEX": str(i)}) for i in range(2)])
     assert "step: 2/2" in outputs[0]
     assert os.path.exists(tmp_path / "models" / "checkpoint")
+
+
+def test_a_chief_replica_counts_as_a_worker(monkeypatch):
+    """A TFJob with `Chief: 1` + `Worker: 1` gives each pod a one-entry "worker" list: the
+    chief must still make it a two-process MultiWorkerMirrored job, not two lone trainers."""
+    from efficientnet.train import distribute
+    from efficientnet.train.recipes import get_recipe
+
+    job = {"metadata": {"name": "b0"}, "spec": {"tfReplicaSpecs": {
+        rtype: {"replicas": 1, "template": {"spec": {"containers": [{"name": "tensorflow"}]}}}
+        for rtype in ("Chief", "Worker")}}}
+    config = operator_tf_config(job, "Worker", 0)
+    assert config["cluster"] == {"chief": ["b0-chief-0.default.svc:2222"],
+                                 "worker": ["b0-worker-0.default.svc:2222"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    monkeypatch.setattr(distribute, "configure_cpu_xla", lambda config: False)
+    monkeypatch.setattr(distribute.tf.distribute, "MultiWorkerMirroredStrategy", lambda: "mwms")
+    assert distribute.create_strategy(get_recipe("tpu-rmsprop-smoke")) == "mwms"
