@@ -22,6 +22,7 @@ TABLE_SIZE=$("$PYTHON" -m rank_tables size "$RANK_TABLE") || exit 2
 RANK_SIZE=${RANK_SIZE:-$TABLE_SIZE}
 ACCELERATOR=${ACCELERATOR:-cuda}
 LOCAL_RANKS=$("$PYTHON" -m rank_tables local-ranks "$RANK_TABLE" --rank_size "$RANK_SIZE") || exit 2
+if [ -z "$LOCAL_RANKS" ]; then echo "run_8p.sh: none of the first $RANK_SIZE ranks is on this host"; exit 0; fi
 args=(--model_dir="$MODEL_DIR")
 if [ -n "${DATA_DIR:-}" ]; then args+=(--data_dir="$DATA_DIR"); fi
 if [ -n "${MODEL_NAME:-}" ]; then args+=(--model_name="$MODEL_NAME"); fi

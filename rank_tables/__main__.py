@@ -38,7 +38,7 @@ def _exec(command: list[str], env: dict[str, str]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rank_tables",
-                                     description="Seed 002 rank tables -> TF_CONFIG")
+                                     description="Ascend rank tables -> TF_CONFIG; this host's ranks")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def rank_options(sub, rank=True):

@@ -141,3 +141,19 @@ def test_kill_one_host_then_restart_both_resumes(tmp_path):
     resumed_from = int(log.split("Resuming from")[1].split("at step")[1].split()[0])
     assert killed_at - 2 <= resumed_from <= killed_at + 2
     assert last_train(model_dir)["step"] == killed_at + 4
+
+
+def test_run_8p_starts_nothing_for_other_hosts_and_rejects_unknown_server_id(tmp_path):
+    rank_table = table(tmp_path / "table.json", ["127.0.0.1", "10.255.255.1"])
+    env = {**os.environ, "PYTHON": sys.executable, "RANK_TABLE": rank_table, "RANK_SIZE": "1",
+           "RESULT_DIR": str(tmp_path / "out")}
+    run = [os.path.join(ROOT, "run_8p.sh")]
+    none = subprocess.run(["bash", *run], env={**env, "SERVER_ID": "10.255.255.1"},
+                          capture_output=True, text=True, timeout=60)
+    assert none.returncode == 0 and "none of the first 1 ranks is on this host" in none.stdout
+    bad = subprocess.run(["bash", *run], env={**env, "SERVER_ID": "10.0.0.9"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (f"error: {rank_table}: SERVER_ID '10.0.0.9' is not a server_id "
+                                  "of the table (127.0.0.1, 10.255.255.1)")
+    assert not (tmp_path / "out").exists()
