@@ -179,3 +179,22 @@ def test_a_chief_replica_counts_as_a_worker(monkeypatch):
     monkeypatch.setattr(distribute, "configure_cpu_xla", lambda config: False)
     monkeypatch.setattr(distribute.tf.distribute, "MultiWorkerMirroredStrategy", lambda: "mwms")
     assert distribute.create_strategy(get_recipe("tpu-rmsprop-smoke")) == "mwms"
+
+
+def test_dockerfile_installs_the_project_with_a_tensorflow_extra():
+    import tomllib
+
+    text = open(os.path.join(DEPLOY, "Dockerfile"), encoding="utf-8").read()
+    assert "ARG EXTRA=cpu" in text
+    assert 'pip install --no-cache-dir ".[${EXTRA}]"' in text
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        project = tomllib.load(handle)["project"]
+    extras = project["optional-dependencies"]
+    assert extras["gpu"][0] == "tensorflow[and-cuda]==2.21.0; sys_platform == 'linux'"
+    assert extras["cpu"][0].startswith("tensorflow-cpu==2.21.0")
+    # No TensorFlow wheel in the base: the gpu extra could not remove it again.
+    assert not any(dep.startswith("tensorflow") for dep in project["dependencies"])
+    (tfjob,), (_, job) = load("tfjob.yaml"), load("indexed-job.yaml")
+    pods = [tfjob["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"],
+            job["spec"]["template"]["spec"]]
+    assert {c["image"] for pod in pods for c in pod["containers"]} == {"efficientnet-toolkit:gpu"}
