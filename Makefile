@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
+# Which TensorFlow wheel: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); see docs/gpu.md.
+TF_EXTRA ?= cpu
 
 .PHONY: install demo test test-fast lint bench clean fashion-mnist
 
@@ -13,7 +15,7 @@ install: $(STAMP) fashion-mnist
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,export]"
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),dev,export]"
 	touch $(STAMP)
 
 # The Debian package with the real data the demo and tests use; installed only when missing and root.

@@ -5,11 +5,15 @@ Each setting runs `python -m efficientnet.main` on synthetic data in its own pro
 devices must be configured before TensorFlow starts). images/s counts global images per
 wall-clock second, median over loops after the first. On a 2-core machine the replicas share the
 same two cores, so this measures the overhead of the strategies, not a speed-up.
+
+`allreduce`: what data parallelism adds to every step, one all-reduce of B0's float32 gradients
+between 2 MultiWorkerMirrored workers over loopback (docs/scaling.md, benchmarks/scaling_model.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import statistics
@@ -72,6 +76,60 @@ def two_workers(steps, loops) -> float:
         return _rate(model_dir)
 
 
+def gradient_bytes(model_name: str = MODEL, num_classes: int = 1000) -> tuple[int, int]:
+    """(trainable parameters, bytes of their float32 gradients) of `model_name`."""
+    from efficientnet import models
+
+    model = models.build(model_name, num_classes=num_classes, image_size=224)
+    params = sum(math.prod(v.shape) for v in model.trainable_variables)
+    return params, 4 * params
+
+
+def _allreduce_child(reps: int) -> None:
+    """One worker (TF_CONFIG set): times `reps` all-reduces of B0's gradient shapes."""
+    import time
+
+    import tensorflow as tf
+
+    from efficientnet import models
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    shapes = [v.shape for v in models.build(MODEL, 1000, image_size=224).trainable_variables]
+    step = tf.function(lambda: strategy.run(lambda: tf.add_n([tf.reduce_sum(g) for g in (
+        tf.distribute.get_replica_context().all_reduce("sum", [tf.fill(s, 1.0) for s in shapes]))])))
+    total, times = float(step()), []  # the first call builds the collective groups
+    for _ in range(reps):
+        start = time.perf_counter()
+        total = float(step())
+        times.append((time.perf_counter() - start) * 1000)
+    print(json.dumps({"ms": times, "sum": total}), flush=True)
+
+
+def allreduce(reps: int = 10, workers: int = 2) -> dict:
+    """Per-step all-reduce of B0's gradients between `workers` processes over loopback."""
+    params, size = gradient_bytes()
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(workers)]}
+    code = f"from benchmarks.scaling import _allreduce_child; _allreduce_child({reps})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**os.environ, "TF_CONFIG": json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
+             for i in range(workers)]
+    outs = []
+    for index, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=1800)
+        _check(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), f"worker {index}")
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    if any(o["sum"] != workers * params for o in outs):  # every gradient element is 1
+        raise RuntimeError(f"all-reduce gave {[o['sum'] for o in outs]}, not {workers * params}")
+    ms = sorted(outs[0]["ms"])  # the chief's clock
+    sent = 2 * (workers - 1) / workers * size  # per worker, ring all-reduce
+    return {"model": MODEL, "trainable_params": params, "gradient_bytes": size,
+            "workers": workers, "bytes_sent_per_worker_ring": int(sent), "reps": reps,
+            "ms_median": round(statistics.median(ms), 2), "ms_min": round(ms[0], 2),
+            "ms_max": round(ms[-1], 2), "ms_all": [round(t, 2) for t in ms],
+            "loopback_gb_per_s_median": round(sent / statistics.median(ms) / 1e6, 3)}
+
+
 def run(quick: bool = False) -> dict:
     steps, loops = (3, 3) if quick else (5, 4)
     one = single(steps, loops)
@@ -85,7 +143,11 @@ def run(quick: bool = False) -> dict:
         "ratio_vs_1_device": {"mirrored_2": round(mirrored / one, 3),
                               "multiworker_2": round(workers / one, 3)},
     }
+    result["allreduce"] = reduced = allreduce(reps=5 if quick else 20)
     result["summary"] = [
+        f"{MODEL} gradients {reduced['gradient_bytes']:,} bytes ({reduced['trainable_params']:,}"
+        f" x 4): all-reduce over loopback, 2 workers, median {reduced['ms_median']} ms (min "
+        f"{reduced['ms_min']}, max {reduced['ms_max']}, {reduced['reps']} steps)",
         f"{MODEL} {SIZE}px global batch {BATCH}: 1 device {one:.1f} img/s, 2 logical devices "
         f"{mirrored:.1f} ({mirrored / one:.2f}x), 2 worker processes {workers:.1f} "
         f"({workers / one:.2f}x) on {os.cpu_count()} cores"

@@ -59,3 +59,86 @@ def test_cli_prints_tf_config_and_fails_cleanly(tmp_path):
          "--rank", "0"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def two_server_table(tmp_path, first="127.0.0.1", second="10.255.255.1"):
+    path = tmp_path / "16p.json"
+    path.write_text(json.dumps({"group_list": [{"instance_list": [
+        {"server_id": first, "devices": [{"device_id": str(d)} for d in range(8)]},
+        {"server_id": second, "devices": [{"device_id": str(d)} for d in range(8)]}]}]}))
+    return rank_tables.load(str(path))
+
+
+def test_local_ranks_follow_server_id(tmp_path):
+    table = two_server_table(tmp_path)
+    assert rank_tables.local_ranks(table, server_id="10.255.255.1") == list(range(8, 16))
+    assert rank_tables.local_ranks(table, server_id="127.0.0.1", rank_size=4) == [0, 1, 2, 3]
+    assert rank_tables.local_ranks(table, server_id="10.255.255.1", rank_size=4) == []
+    # Detected: 127.0.0.1 is this host, 10.255.255.1 (not an address of this machine) is not.
+    assert rank_tables.local_ranks(table) == list(range(8))
+    with pytest.raises(rank_tables.RankTableError, match="SERVER_ID 'elsewhere' is not"):
+        rank_tables.local_ranks(table, server_id="elsewhere")
+    foreign = two_server_table(tmp_path, "10.255.255.1", "10.255.255.2")
+    with pytest.raises(rank_tables.RankTableError, match="set SERVER_ID"):
+        rank_tables.local_ranks(foreign)
+
+
+def test_is_this_host():
+    import socket
+
+    assert rank_tables.is_this_host("127.0.0.1") and rank_tables.is_this_host("localhost")
+    assert rank_tables.is_this_host(socket.gethostname())
+    assert not rank_tables.is_this_host("10.255.255.1")
+    assert not rank_tables.is_this_host("no-such-host.invalid")
+
+
+def test_rank_env_pins_one_accelerator_per_rank(tmp_path):
+    table = two_server_table(tmp_path)
+    env = rank_tables.rank_env(table, 11, base_port=30000)
+    assert env["CUDA_VISIBLE_DEVICES"] == env["DEVICE_ID"] == "3"  # rank 11 = device 3 of host 2
+    assert (env["RANK_ID"], env["RANK_SIZE"]) == ("11", "16")
+    config = json.loads(env["TF_CONFIG"])
+    assert config["task"] == {"type": "worker", "index": 11}
+    assert config["cluster"]["worker"][11] == "10.255.255.1:30003"
+    assert config["cluster"]["worker"][3] == "127.0.0.1:30003"
+    assert rank_tables.rank_env(table, 2, accelerator="rocm")["HIP_VISIBLE_DEVICES"] == "2"
+    assert rank_tables.rank_env(table, 2, accelerator="ascend")["ASCEND_RT_VISIBLE_DEVICES"] == "2"
+    assert not any("VISIBLE" in key for key in rank_tables.rank_env(table, 2, accelerator="none"))
+    with pytest.raises(rank_tables.RankTableError, match="unknown accelerator 'tpu'"):
+        rank_tables.rank_env(table, 2, accelerator="tpu")
+
+
+def test_tf_config_from_index():
+    config = rank_tables.tf_config_from_index(1, 3, "job-{index}.svc", 2222)
+    assert config == {"cluster": {"worker": ["job-0.svc:2222", "job-1.svc:2222", "job-2.svc:2222"]},
+                      "task": {"type": "worker", "index": 1}}
+    local = rank_tables.tf_config_from_index(0, 2, "127.0.0.1", 5000, port_step=1)
+    assert local["cluster"]["worker"] == ["127.0.0.1:5000", "127.0.0.1:5001"]
+    with pytest.raises(rank_tables.RankTableError, match="out of range"):
+        rank_tables.tf_config_from_index(2, 2, "job-{index}.svc", 2222)
+    with pytest.raises(rank_tables.RankTableError, match="needs '{index}'"):
+        rank_tables.tf_config_from_index(0, 2, "job.svc", 2222)
+
+
+def test_cli_exec_and_local_ranks(tmp_path):
+    def cli(*args, env=None):
+        return subprocess.run([sys.executable, "-m", "rank_tables", *args], capture_output=True,
+                              text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+
+    table_file = tmp_path / "16p.json"
+    two_server_table(tmp_path)
+    out = cli("local-ranks", str(table_file), env={"SERVER_ID": "10.255.255.1"})
+    assert out.stdout.split() == [str(r) for r in range(8, 16)]
+    shown = cli("exec", str(table_file), "--rank", "9", "--", sys.executable, "-c",
+                "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['RANK_ID'])")
+    assert shown.returncode == 0 and shown.stdout.split() == ["1", "9"]
+    missing = cli("exec", str(table_file), "--rank", "0", "--", "no-such-program-xyz")
+    assert missing.returncode == 127 and "cannot run 'no-such-program-xyz'" in missing.stderr
+    index = cli("tf-config-from-index", "--workers=2", "--host_pattern=j-{index}.s", "--",
+                sys.executable, "-c", "import os; print(os.environ['TF_CONFIG'])",
+                env={"JOB_COMPLETION_INDEX": "1"})
+    assert json.loads(index.stdout)["task"] == {"type": "worker", "index": 1}
+    unset = cli("tf-config-from-index", "--workers=2", "--host_pattern=j-{index}.s",
+                env={"JOB_COMPLETION_INDEX": ""})
+    assert unset.returncode == 2 and "JOB_COMPLETION_INDEX" in unset.stderr
+    assert "Traceback" not in unset.stderr

@@ -78,8 +78,9 @@ def create_strategy(config: RunConfig) -> tf.distribute.Strategy:
             cluster = json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as error:
             raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from None
-        workers = cluster.get("cluster", {}).get("worker", [])
-        if len(workers) > 1:
+        tasks = cluster.get("cluster", {})
+        # A Kubeflow TFJob may add a "chief" task beside the workers: it trains too.
+        if len(tasks.get("chief", [])) + len(tasks.get("worker", [])) > 1:
             return tf.distribute.MultiWorkerMirroredStrategy()
     configure_devices(config)
     if config.num_cpu_devices > 1:
@@ -97,7 +98,8 @@ def task_info(strategy: tf.distribute.Strategy) -> tuple[bool, int, int]:
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True, 0, 1
     task_type, task_id = resolver.task_type, resolver.task_id or 0
-    num_workers = len(resolver.cluster_spec().as_dict().get("worker", [])) or 1
+    tasks = resolver.cluster_spec().as_dict()
+    num_workers = len(tasks.get("chief", [])) + len(tasks.get("worker", [])) or 1
     is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
                                         and "chief" not in resolver.cluster_spec().as_dict())
     return is_chief, int(task_id), num_workers
