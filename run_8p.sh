@@ -28,6 +28,7 @@ if [ -n "${DATA_DIR:-}" ]; then args+=(--data_dir="$DATA_DIR"); fi
 if [ -n "${MODEL_NAME:-}" ]; then args+=(--model_name="$MODEL_NAME"); fi
 
 pids=()
+ranks=()  # ranks[i]: the rank of pids[i]
 stop_all() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done; }
 trap 'echo "run_8p.sh: stopping workers"; stop_all; wait; exit 130' INT TERM
 
@@ -38,6 +39,7 @@ for rank in $LOCAL_RANKS; do
     --base_port "$BASE_PORT" --accelerator "$ACCELERATOR" -- \
     "$PYTHON" -m efficientnet.main "${args[@]}" "$@" > "$RESULT_DIR/$rank/train.log" 2>&1 &
   pids+=($!)
+  ranks+=("$rank")
   echo "rank $rank: pid $!, log $RESULT_DIR/$rank/train.log"
 done
 
@@ -47,8 +49,8 @@ for ((i = 0; i < ${#pids[@]}; i++)); do
   code=$?
   if [ "$code" -ne 0 ]; then
     status=$code
-    for ((rank = 0; rank < ${#pids[@]}; rank++)); do
-      if [ "${pids[$rank]}" = "$failed_pid" ]; then break; fi
+    for ((j = 0; j < ${#pids[@]}; j++)); do
+      if [ "${pids[$j]}" = "$failed_pid" ]; then rank=${ranks[$j]}; break; fi
     done
     # The worker's own one-line error (the last `error:` line of its log), then the exit status.
     reason=$(grep -h "error:" "$RESULT_DIR/$rank/train.log" 2>/dev/null | tail -n 1)
