@@ -7,6 +7,9 @@ Sources, detected from the path:
   as REFERENCE.md section 5 (`efficientnet-b0/blocks_0/conv2d/kernel`, with or without the `model/`
   sub-scope), `/ExponentialMovingAverage` copies preferred unless `prefer_ema=False`.
 - `keras`: a Keras weights file (`.weights.h5`) of the same architecture.
+- `torch`: a PyTorch state dict (`.pth`/`.pt`/`.bin`, zip or legacy, or `.safetensors`) in
+  efficientnet_pytorch or timm naming, read without torch (`torch_files.py`, `torch_names.py`);
+  exclusion patterns also match the tensor names (`_fc`, `classifier`).
 
 Exclusion patterns are prefixes or regular expressions matched against every name a variable has:
 its Keras path (`head_dense/kernel`), its TF1 name (`efficientnet-b0/head/dense/kernel`) and the
@@ -68,6 +71,12 @@ def variable_names(model) -> dict[str, tuple[str, ...]]:
 
 
 def _detect_format(path: str) -> str:
+    from efficientnet.train import torch_files
+
+    if torch_files.is_torch_file(path):
+        if not os.path.isfile(path):
+            raise RestoreError(f"--restore_path {path!r}: no such PyTorch weights file")
+        return "torch"
     if path.endswith((".h5", ".keras")):
         if not os.path.isfile(path):
             raise RestoreError(f"--restore_path {path!r}: no such Keras weights file")
@@ -144,6 +153,20 @@ def _read_keras_h5(path: str, model, model_name: str) -> dict[str, np.ndarray]:
     return {v.path: v.numpy() for v in source.weights}
 
 
+def _read_torch(path: str, model, prefer_ema: bool):
+    """({keras path: value}, {keras path: torch tensor name}) of a PyTorch weights file."""
+    from efficientnet.train import torch_files, torch_names
+
+    try:
+        state = torch_files.read_state_dict(path, prefer_ema=prefer_ema)
+    except torch_files.TorchFileError as error:
+        raise RestoreError(f"--restore_path {error}") from None
+    try:
+        return torch_names.map_state_dict(state, model)
+    except torch_names.TorchMappingError as error:
+        raise RestoreError(f"--restore_path {path!r}: {error}") from None
+
+
 def _head_mismatch_message(path, names, source_shape, target_shape) -> str:
     short = "head/dense" if "head_dense" in path else names[-1].rsplit("/", 1)[0]
     if len(source_shape) and len(target_shape) and source_shape[:-1] == target_shape[:-1] \
@@ -184,7 +207,13 @@ def restore_pretrained(
 
     # {keras path: (value, used_ema)} for what the checkpoint has; `unused` starts with all of it.
     found: dict[str, tuple[np.ndarray, bool]] = {}
-    if fmt == "native":
+    if fmt == "torch":
+        torch_values, torch_sources = _read_torch(restore_path, model, prefer_ema)
+        found = {path: (value, False) for path, value in torch_values.items()}
+        names = {path: names.get(path, (path,)) + ((torch_sources[path],)
+                 if path in torch_sources else ()) for path in variables}
+        unused = set()
+    elif fmt == "native":
         from efficientnet.train import checkpointing
 
         native, used_any = checkpointing.read_weights(restore_path, use_ema=prefer_ema)
@@ -245,6 +274,12 @@ def restore_pretrained(
         report["restored"].append(path)
         report["used_ema"] = report["used_ema"] or bool(used_ema)
 
+    if fmt == "torch" and report["missing_in_checkpoint"]:
+        first = report["missing_in_checkpoint"][0]
+        raise RestoreError(
+            f"--restore_path {restore_path!r} has no tensor for {first} (and "
+            f"{len(report['missing_in_checkpoint']) - 1} more variables of {model_name}): was it "
+            "written for another --model_name?")
     if mismatches:
         body = [m for m in mismatches if "head_dense" not in m[0]]
         if len(body) > max(3, len(variables) // 10):
@@ -321,6 +356,17 @@ def _num_classes_in(restore_path: str, fmt: str) -> int | None:
     """Class count of the checkpoint's head, for the converter's default."""
     import tensorflow as tf
 
+    if fmt == "torch":
+        from efficientnet.train import torch_files
+
+        try:
+            state = torch_files.read_state_dict(restore_path)
+        except torch_files.TorchFileError as error:
+            raise RestoreError(f"--checkpoint {error}") from None
+        for name in ("_fc.bias", "classifier.bias"):
+            if name in state:
+                return int(state[name].shape[0])
+        return None
     if fmt != "tf1":
         return None
     shapes = tf.train.load_checkpoint(restore_path).get_variable_to_shape_map()
