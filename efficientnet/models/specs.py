@@ -298,6 +298,11 @@ def _condconv_specs() -> list[ModelSpec]:
 
 
 def _v2_specs() -> list[ModelSpec]:
+    # google/automl efficientnetv2/effnetv2_configs.py trains the B-variants with augname
+    # 'effnetv1_autoaug', i.e. preprocess_legacy.py: V1 ImageNet mean/std, bicubic, centre crop
+    # with padding 32 (keras efficientnet_v2.py: "original V1 preprocessing for Bx variants").
+    # S/M/L/XL use preprocessing.py: (x - 128) / 128, tf.image.resize's default bilinear, and a
+    # padded centre crop only below 320 px, so none at their 384-512 px eval sizes.
     rows = {  # blocks, width, depth, train size, eval size, dropout, published top-1
         "b0": (_V2_BASE_BLOCKS, 1.0, 1.0, 192, 224, 0.2, None),
         "b1": (_V2_BASE_BLOCKS, 1.0, 1.1, 192, 240, 0.2, None),
@@ -308,14 +313,19 @@ def _v2_specs() -> list[ModelSpec]:
         "l": (_V2_L_BLOCKS, 1.0, 1.0, 384, 480, 0.4, None),
         "xl": (_V2_XL_BLOCKS, 1.0, 1.0, 384, 512, 0.4, None),
     }
+    v1_preprocessing = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic",
+                        "crop_padding": 32}
     return [
         ModelSpec(
             name=f"efficientnetv2-{key}", family="v2", blocks=_decode(blocks),
             width_coefficient=w, depth_coefficient=d, train_size=train, eval_size=evaluation,
-            dropout_rate=drop, bn_momentum=0.9, bn_epsilon=1e-3, mean=V2_MEAN, std=V2_STD,
+            dropout_rate=drop, bn_momentum=0.9, bn_epsilon=1e-3,
             stem_filters=_decode(blocks)[0].input_filters, round_up_small_filters=False,
             scope=f"efficientnetv2-{key}",
             published_top1=top1,
+            **(v1_preprocessing if key.startswith("b") else {
+                "mean": V2_MEAN, "std": V2_STD, "interpolation": "bilinear",
+                "crop_padding": 32 if evaluation < 320 else 0}),
         )
         for key, (blocks, w, d, train, evaluation, drop, top1) in rows.items()
     ]
