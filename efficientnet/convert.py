@@ -1,7 +1,13 @@
-"""`python -m efficientnet.convert`: a TF1 / automl / Keras checkpoint -> a checkpoint of this project.
+"""`python -m efficientnet.convert`: a TF1 / automl / Keras / PyTorch checkpoint -> a checkpoint of
+this project.
 
     python -m efficientnet.convert --model_name=efficientnet-b0 \
         --checkpoint=/ckpts/efficientnet-b0/model.ckpt --output_dir=/ckpts/b0-native
+    python -m efficientnet.convert --model_name=efficientnet-lite0 \
+        --checkpoint=efficientnet-lite0-57934424.pth --output_dir=/ckpts/lite0
+
+PyTorch state dicts (`.pth`/`.pt`/`.bin`, zip or legacy serialization, or `.safetensors`) in
+efficientnet_pytorch or timm naming are read without torch (docs/pretrained.md).
 
 Writes `<output_dir>/ckpt-0` (usable as --restore_path or --model_dir for eval and export) and
 `<output_dir>/restore_report.json`, after checking that a forward pass gives finite logits.
@@ -21,12 +27,14 @@ quiet_tensorflow_logs()
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m efficientnet.convert",
-        description="Convert a TF1 tensorflow/tpu, google/automl or Keras EfficientNet checkpoint "
-                    "into this project's checkpoint layout.")
+        description="Convert a TF1 tensorflow/tpu, google/automl, Keras or PyTorch (timm, "
+                    "efficientnet_pytorch) EfficientNet checkpoint into this project's "
+                    "checkpoint layout.")
     parser.add_argument("--model_name", required=True,
                         help="Model of the zoo the checkpoint holds, e.g. efficientnet-b0.")
     parser.add_argument("--checkpoint", required=True,
-                        help="Checkpoint prefix or directory (TF1/automl) or .weights.h5 file.")
+                        help="Checkpoint prefix or directory (TF1/automl), .weights.h5 file, or "
+                             "PyTorch .pth/.pt/.bin/.safetensors file.")
     parser.add_argument("--output_dir", required=True, help="Where ckpt-0 and the report go.")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="Head size; default: the checkpoint's (1001 becomes 1000 by dropping "

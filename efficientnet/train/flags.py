@@ -104,8 +104,9 @@ FLAG_TABLE: dict[str, tuple] = {
     "num_cpu_devices": ("int", "Split the CPU into N logical devices (MirroredStrategy; tests)."),
     "rank_table": ("str", "Seed 002 rank table (rank_tables/8p.json); with RANK_ID selects "
                           "MultiWorkerMirroredStrategy. TF_CONFIG works too."),
-    "restore_path": ("str", "Initial weights (this project's checkpoint, TF1/automl checkpoint "
-                            "or Keras weights) when model_dir has no checkpoint of its own."),
+    "restore_path": ("str", "Initial weights (this project's checkpoint, TF1/automl checkpoint, "
+                            "Keras weights or a PyTorch .pth/.safetensors state dict) when "
+                            "model_dir has no checkpoint of its own."),
     "restore_exclude": ("list", "Comma list of variable prefixes/regexes not restored "
                                 "(e.g. head/dense)."),
     "restore_prefer_ema": ("bool", "Restore /ExponentialMovingAverage copies when present. [true]"),
