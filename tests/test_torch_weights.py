@@ -33,14 +33,13 @@ def source_models():
                                          "efficientnetv2-b0"))}
 
 
-@pytest.mark.parametrize("model_name,naming", [
-    ("efficientnet-lite0", "efficientnet_pytorch"),
-    ("efficientnet-b0", "efficientnet_pytorch"),
-    ("efficientnet-b0", "timm"),
-    ("efficientnet-lite0", "timm"),
-    ("efficientnetv2-b0", "timm"),
+@pytest.mark.parametrize("model_name,naming,file_kind", [
+    ("efficientnet-lite0", "efficientnet_pytorch", "legacy.pth"),
+    ("efficientnet-b0", "efficientnet_pytorch", "zip.pth"),
+    ("efficientnet-b0", "timm", "safetensors"),
+    ("efficientnet-lite0", "timm", "zip.pth"),
+    ("efficientnetv2-b0", "timm", "safetensors"),  # ConvBnAct, EdgeResidual, SE blocks
 ])
-@pytest.mark.parametrize("file_kind", sorted(torch_fixtures.WRITERS))
 def test_state_dict_round_trip(tmp_path, source_models, model_name, naming, file_kind):
     source = source_models[model_name]
     state = torch_fixtures.keras_to_torch(source, model_name, naming)

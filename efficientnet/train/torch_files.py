@@ -144,15 +144,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self.storage_for(key, _STORAGE_DTYPES[storage_type.name])
 
 
-def _unpickle(data: bytes, path: str, storage_for):
-    try:
-        return _RestrictedUnpickler(io.BytesIO(data), path, storage_for).load()
-    except TorchFileError:
-        raise
-    except Exception as error:  # a truncated or foreign pickle
-        raise TorchFileError(f"{path}: not a readable PyTorch pickle ({error})") from None
-
-
 def _read_zip(path: str) -> dict:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -165,7 +156,7 @@ def _read_zip(path: str) -> dict:
         def storage_for(key, dtype):
             return storages.setdefault(key, _Storage(dtype, key))
 
-        obj = _unpickle(archive.read(pickles[0]), path, storage_for)
+        obj = _unpickle(io.BytesIO(archive.read(pickles[0])), path, storage_for)
         for key, storage in storages.items():
             member = f"{prefix}data/{key}"
             if member not in names:
@@ -178,7 +169,7 @@ def _read_legacy(path: str, data: bytes) -> dict:
     handle = io.BytesIO(data)
 
     def header_pickle():
-        return _unpickle_stream(handle, path, lambda key, dtype: None)
+        return _unpickle(handle, path, lambda key, dtype: None)
 
     magic = header_pickle()
     if magic != _LEGACY_MAGIC:
@@ -190,8 +181,8 @@ def _read_legacy(path: str, data: bytes) -> dict:
     def storage_for(key, dtype):
         return storages.setdefault(key, _Storage(dtype, key))
 
-    obj = _unpickle_stream(handle, path, storage_for)
-    keys = _unpickle_stream(handle, path, lambda key, dtype: None)
+    obj = _unpickle(handle, path, storage_for)
+    keys = _unpickle(handle, path, lambda key, dtype: None)
     for key in keys:
         storage = storages.get(str(key))
         (count,) = struct.unpack("<q", handle.read(8) or b"\0" * 8)
@@ -205,7 +196,8 @@ def _read_legacy(path: str, data: bytes) -> dict:
     return obj
 
 
-def _unpickle_stream(handle, path, storage_for):
+def _unpickle(handle, path: str, storage_for):
+    """One pickle from `handle` through the restricted unpickler."""
     try:
         return _RestrictedUnpickler(handle, path, storage_for).load()
     except TorchFileError:
