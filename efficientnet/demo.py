@@ -98,7 +98,9 @@ def export(model_dir: str, export_dir: str, data_dir: str | None, image_size: in
         return f"efficientnet.export is not available yet ({error}); skipped"
     args = [f"--model_name={MODEL_NAME}", f"--model_dir={model_dir}",
             f"--export_dir={export_dir}", "--num_label_classes=10", f"--image_size={image_size}",
-            "--formats=saved_model,tflite,tflite_int8", "--num_steps=20", "--crop_padding=0",
+            # 200 calibration images: with 20, int8 lost 4.6 points of top-1 on 2,000 validation
+            # images (75.2 % vs 79.9 %); with 200 it lost none (80.3 %).
+            "--formats=saved_model,tflite,tflite_int8", "--num_steps=200", "--crop_padding=0",
             "--num_eval_images=200"]
     if data_dir:
         args.append(f"--data_dir={data_dir}")
