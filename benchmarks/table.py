@@ -122,6 +122,19 @@ def accuracy_rows(result: dict) -> list[tuple]:
                      "(`--restore_path`, head excluded)", f"{restored:.2%}",
                      f"{scratch:.2%} (from scratch, same steps)",
                      f"{100 * (restored - scratch):+.2f} points"))
+    part = result.get("imagenet_finetune", {})
+    if "imagenet" in part:
+        tuned, scratch = (part[key]["final"]["top_1_accuracy"] for key in ("imagenet", "scratch"))
+        rows.append((f"Fashion-MNIST top-1, ImageNet efficientnet-lite0 (PyTorch weights) "
+                     f"fine-tuned {part['settings']['image_size']} px, "
+                     f"{part['settings']['epochs']:g} epoch(s)", f"{tuned:.2%}",
+                     f"{scratch:.2%} (from scratch, same steps)",
+                     f"{100 * (tuned - scratch):+.2f} points"))
+    if "int8" in part:
+        fp32, int8 = (part["int8"][fmt]["top1"] for fmt in ("tflite", "tflite_int8"))
+        rows.append(("Fashion-MNIST top-1 of the fine-tuned Lite0, TFLite int8 (10,000 images)",
+                     f"{int8:.2%}", f"{fp32:.2%} (TFLite fp32)",
+                     f"{100 * (int8 - fp32):+.2f} points"))
     return rows
 
 
