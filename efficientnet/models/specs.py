@@ -301,7 +301,7 @@ def _v2_specs() -> list[ModelSpec]:
     # google/automl efficientnetv2/effnetv2_configs.py trains the B-variants with augname
     # 'effnetv1_autoaug', i.e. preprocess_legacy.py: V1 ImageNet mean/std, bicubic, centre crop
     # with padding 32 (keras efficientnet_v2.py: "original V1 preprocessing for Bx variants").
-    # S/M/L/XL use preprocessing.py: (x - 128) / 128, tf.image.resize's default bilinear, and a
+    # S/M/L/XL use preprocessing.py: (x - 128) / 128, TensorFlow's default resize (bilinear), and a
     # padded centre crop only below 320 px, so none at their 384-512 px eval sizes.
     rows = {  # blocks, width, depth, train size, eval size, dropout, published top-1
         "b0": (_V2_BASE_BLOCKS, 1.0, 1.0, 192, 224, 0.2, None),

@@ -33,7 +33,7 @@ class TorchFileError(ValueError):
     """A PyTorch weight file that cannot be read safely, with the file named in the message."""
 
 
-SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")  # not .ckpt: TF1 prefixes end so
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 # torch storage class -> numpy dtype; bfloat16 is read as uint16 and widened to float32.
