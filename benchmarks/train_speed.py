@@ -15,13 +15,14 @@ def engine_images_per_sec(model_fn, steps: int, loops: int) -> float:
     """images/s of the training engine: median over the loops after the first."""
     import keras
 
+    from efficientnet.config import get_experiment
     from efficientnet.train import trainer
-    from efficientnet.train.recipes import get_recipe
 
     keras.backend.clear_session()
     with tempfile.TemporaryDirectory() as model_dir:
-        config = get_recipe(
-            "tpu-rmsprop", model_name="efficientnet-b0", mode="train", use_synthetic_data=True,
+        config = get_experiment(
+            "b0-imagenet-rmsprop", model_name="efficientnet-b0", mode="train",
+            use_synthetic_data=True,
             model_dir=model_dir, train_batch_size=BATCH, image_size=SIZE,
             iterations_per_loop=steps, train_steps=steps * loops,
             save_checkpoints_steps=steps * loops, num_label_classes=1000, xla="off")

@@ -19,6 +19,7 @@ import sys
 import time
 
 from efficientnet import quiet_tensorflow_logs
+from efficientnet.config import RECIPES
 
 quiet_tensorflow_logs()
 
@@ -50,7 +51,8 @@ def convert_data(data_dir: str) -> bool:
     return True
 
 
-MODEL_NAME = "efficientnet-lite0"
+# The demo trains the registry's fashion-mnist-demo experiment (efficientnet.config).
+MODEL_NAME = RECIPES["fashion-mnist-demo"].values["model_name"]
 
 
 def pretrained_weights() -> str | None:
@@ -66,42 +68,32 @@ def pretrained_weights() -> str | None:
 
 def train(model_dir: str, data_dir: str | None, train_steps: int, batch_size: int,
           image_size: int, restore_path: str | None = None) -> dict:
+    """Trains and evaluates the `fashion-mnist-demo` experiment (efficientnet.config), from
+    `restore_path` (its head excluded) when given."""
+    from efficientnet.config import get_experiment
     from efficientnet.train import trainer
-    from efficientnet.train.recipes import get_recipe
 
     restore = {"restore_path": restore_path, "restore_exclude": ("head/dense",)} \
         if restore_path else {}
-    config = get_recipe(
-        "tpu-rmsprop", model_name=MODEL_NAME, model_dir=model_dir, data_dir=data_dir,
-        use_synthetic_data=data_dir is None, mode="train_and_eval", image_size=image_size,
-        num_label_classes=10, train_batch_size=batch_size, eval_batch_size=250,
-        train_steps=train_steps, iterations_per_loop=min(50, train_steps),
-        steps_per_eval=train_steps, num_train_images=60000, num_eval_images=10000,
-        # A run of minutes: half the TPU recipe's learning rate per 256 images (300 steps at
-        # the full 0.016 evaluated at 59-70 % top-1 over 4 runs, at 0.008 at 75.8-80.5 % over 4),
-        # a short warm-up and a cosine decay, no dropout or drop-connect (they slow a run this
-        # short down), and BN statistics recomputed for the EMA weights before eval and export
-        # (momentum-0.99 statistics trail the weights of 300 steps: near chance without it).
-        base_learning_rate=0.008, lr_schedule="cosine", warmup_epochs=0.05,
-        moving_average_decay=0.999, dropout_rate=0.0, drop_connect_rate=0.0,
-        precise_bn_batches=20, keep_checkpoint_max=2,
-        # 28 px images: evaluate the whole image and train on the whole image too (flips only).
-        crop_padding=0, min_crop_area=1.0, **restore)
+    config = get_experiment(
+        "fashion-mnist-demo", model_dir=model_dir, data_dir=data_dir,
+        use_synthetic_data=data_dir is None, image_size=image_size,
+        train_batch_size=batch_size, train_steps=train_steps,
+        iterations_per_loop=min(50, train_steps), steps_per_eval=train_steps, **restore)
     result = trainer.run(config.validate())
     return result.eval_results or {}
 
 
-def export(model_dir: str, export_dir: str, data_dir: str | None, image_size: int) -> str:
-    try:
-        from efficientnet.export.__main__ import main as export_main
-    except ImportError as error:
-        return f"efficientnet.export is not available yet ({error}); skipped"
-    args = [f"--model_name={MODEL_NAME}", f"--model_dir={model_dir}",
-            f"--export_dir={export_dir}", "--num_label_classes=10", f"--image_size={image_size}",
-            # 200 calibration images: with 20, int8 lost 4.6 points of top-1 on 2,000 validation
-            # images (75.2 % vs 79.9 %); with 200 it lost none (80.3 %).
-            "--formats=saved_model,tflite,tflite_int8", "--num_steps=200", "--crop_padding=0",
-            "--num_eval_images=200"]
+def export(model_dir: str, export_dir: str, data_dir: str | None) -> str:
+    """Exports the trained run (its model settings read back from its config.json)."""
+    from efficientnet.config import run_file
+    from efficientnet.export.__main__ import main as export_main
+
+    # 200 calibration images: with 20, int8 lost 4.6 points of top-1 on 2,000 validation
+    # images (75.2 % vs 79.9 %); with 200 it lost none (80.3 %).
+    args = [*run_file.saved_export_flags(model_dir), f"--model_dir={model_dir}",
+            f"--export_dir={export_dir}", "--formats=saved_model,tflite,tflite_int8",
+            "--num_steps=200", "--num_eval_images=200"]
     if data_dir:
         args.append(f"--data_dir={data_dir}")
     status = export_main(args)
@@ -132,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m efficientnet.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="demo_output")
-    parser.add_argument("--train_steps", type=int, default=200,
+    demo = RECIPES["fashion-mnist-demo"].values
+    parser.add_argument("--train_steps", type=int, default=demo["train_steps"],
                         help="per run (pretrained, then from scratch): a few minutes on 2 cores")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=demo["train_batch_size"])
+    parser.add_argument("--image_size", type=int, default=demo["image_size"])
     parser.add_argument("--no_export", action="store_true")
     args = parser.parse_args(argv)
 
@@ -163,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     results = results or scratch
     _banner("4/4 export and classify")
     export_status = "skipped (--no_export)" if args.no_export else export(
-        model_dir, export_dir, data, args.image_size)
+        model_dir, export_dir, data)
     print(export_status)
     if have_data and export_status.startswith("exported"):
         classify_samples(export_dir, data_dir, os.path.join(output, "images"))

@@ -3,7 +3,7 @@
     python -m efficientnet.main --model_dir=/tmp/b0 --data_dir=/data/imagenet \
         --mode=train_and_eval --train_batch_size=256 --precision=mixed_float16
 
-Flags are parsed into a `RunConfig` (efficientnet.train.config) and handed to
+Flags are parsed into an `Experiment` (efficientnet.config) and handed to
 `efficientnet.train.trainer.run`, which is also what tests call. `--help` lists every flag.
 """
 
@@ -22,7 +22,7 @@ EXIT_SIGTERM = 143
 
 
 def _main(argv: list[str]) -> int:
-    from efficientnet.train.config import ConfigError
+    from efficientnet.config import ConfigError
     from efficientnet.train.flags import config_from_flags, help_text
 
     if any(arg in ("-h", "--help", "--helpfull", "-help") for arg in argv):
@@ -49,7 +49,7 @@ def _main(argv: list[str]) -> int:
         if isinstance(error, tf.errors.DataLossError):
             from efficientnet.train.faults import data_loss_error
 
-            raise data_loss_error(None if config.use_synthetic_data else config.data_dir,
+            raise data_loss_error(None if config.data.use_synthetic_data else config.data.data_dir,
                                   error) from error
         raise
     return 0
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the process exit status (anticipated errors print one line, exit 2
     for bad input and 1 at run time; --verbose adds the traceback)."""
     from efficientnet import cli
-    from efficientnet.train.config import ConfigError
+    from efficientnet.config import ConfigError
 
     return cli.run(_main, argv, known={ConfigError: EXIT_CONFIG})
 

@@ -21,7 +21,8 @@ import json
 import efficientnet
 import tensorflow as tf
 from efficientnet.data import cpu_xla
-from efficientnet.train import config, distribute
+from efficientnet.config import schema as config
+from efficientnet.train import distribute
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(3)
@@ -75,5 +76,5 @@ def test_single_thread_cpu_xla_leaves_a_process_configured_beyond_threads_alone(
                                               ("eval", "auto", True)])
 def test_training_strategy_gives_cpu_xla_one_thread_unless_the_step_is_xla_on_cpu(mode, xla,
                                                                                    split):
-    result = _probe(f"distribute.create_strategy(config.RunConfig(mode={mode!r}, xla={xla!r}))")
+    result = _probe(f"distribute.create_strategy(config.Experiment().override(mode={mode!r}, xla={xla!r}))")
     assert result["split"] is split and (result["intra"], result["inter"]) == (2, 3)

@@ -166,8 +166,8 @@ def test_indexed_job_pods_train_from_their_index(tmp_path):
 def test_a_chief_replica_counts_as_a_worker(monkeypatch):
     """A TFJob with `Chief: 1` + `Worker: 1` gives each pod a one-entry "worker" list: the
     chief must still make it a two-process MultiWorkerMirrored job, not two lone trainers."""
+    from efficientnet.config import get_experiment
     from efficientnet.train import distribute
-    from efficientnet.train.recipes import get_recipe
 
     job = {"metadata": {"name": "b0"}, "spec": {"tfReplicaSpecs": {
         rtype: {"replicas": 1, "template": {"spec": {"containers": [{"name": "tensorflow"}]}}}
@@ -178,7 +178,7 @@ def test_a_chief_replica_counts_as_a_worker(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     monkeypatch.setattr(distribute, "configure_cpu_xla", lambda config: False)
     monkeypatch.setattr(distribute.tf.distribute, "MultiWorkerMirroredStrategy", lambda: "mwms")
-    assert distribute.create_strategy(get_recipe("tpu-rmsprop-smoke")) == "mwms"
+    assert distribute.create_strategy(get_experiment("b0-imagenet-rmsprop-smoke")) == "mwms"
 
 
 def test_dockerfile_installs_the_project_with_a_tensorflow_extra():

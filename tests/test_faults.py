@@ -305,7 +305,8 @@ def test_garbage_config_json_is_one_line(tmp_path):
     result = run(["efficientnet.main", "--mode=eval", f"--model_dir={model_dir}",
                   "--use_synthetic_data"], timeout=180)
     assert result.returncode == 2
-    assert f"{model_dir}/config.json is not valid JSON" in error_line(result)
+    assert (f"{model_dir}/config.json is not the config.json of a training run (JSONDecodeError"
+            in error_line(result))
     assert (model_dir / "config.json").read_text() == "{not json"
 
 
@@ -328,7 +329,7 @@ def test_corrupt_shard_while_training_names_the_shard(tmp_path):
     raw = bytearray(open(shard, "rb").read())
     raw[len(raw) // 2] ^= 0xFF
     open(shard, "wb").write(bytes(raw))
-    result = run(["efficientnet.main", "--recipe=tpu-rmsprop-smoke", "--mode=train",
+    result = run(["efficientnet.main", "--recipe=b0-imagenet-rmsprop-smoke", "--mode=train",
                   f"--model_dir={tmp_path / 'm'}", f"--data_dir={data}", "--train_steps=400",
                   "--iterations_per_loop=50", "--nouse_synthetic_data"], timeout=400)
     assert result.returncode == 1
@@ -438,7 +439,7 @@ def test_serving_bytes_and_the_input_pipeline_refuse_a_pixel_bomb(tmp_path):
 def test_memory_preflight_names_the_batch_flag():
     import keras
 
-    from efficientnet.train.config import ConfigError
+    from efficientnet.config import ConfigError
     from efficientnet.train.faults import activation_bytes_per_image, check_memory
 
     inputs = keras.Input((32, 32, 3))

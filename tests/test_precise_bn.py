@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from efficientnet.config import ConfigError
 from efficientnet.train import checkpointing, testing, trainer
-from efficientnet.train.config import ConfigError
 from efficientnet.train.fused_batch_norm import FusedBatchNormalization
 from tests.test_train_engine import tiny_config
 
@@ -30,7 +30,7 @@ def bn_model_fn(config, image_size):
     x = keras.layers.Conv2D(5, 3, padding="same", name="conv2")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, name="bn2")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(config.num_label_classes, dtype="float32", name="head")(x)
+    outputs = keras.layers.Dense(config.model.num_label_classes, dtype="float32", name="head")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -42,8 +42,8 @@ def config_for(tmp_path, **overrides):
 
 
 def train_fn(config):
-    return testing.learnable_dataset_fn(True, config.train_batch_size, config.image_size,
-                                        config.num_label_classes)
+    return testing.learnable_dataset_fn(True, config.train.train_batch_size,
+                                        config.model.image_size, config.model.num_label_classes)
 
 
 def expected_statistics(weights: dict, config, replicas: int = 1) -> dict:
@@ -57,7 +57,7 @@ def expected_statistics(weights: dict, config, replicas: int = 1) -> dict:
     conv1.set_weights([weights["conv1/kernel"], weights["conv1/bias"]])
     conv2.set_weights([weights["conv2/kernel"], weights["conv2/bias"]])
     first, second = [], []
-    per_replica = config.train_batch_size // replicas
+    per_replica = config.train.train_batch_size // replicas
     for images, _ in train_fn(config)(None).take(BATCHES):
         for share in np.split(images.numpy(), replicas):
             a = conv1(share).numpy().astype(np.float64)
@@ -65,7 +65,7 @@ def expected_statistics(weights: dict, config, replicas: int = 1) -> dict:
             b = weights["bn1/gamma"] * (a - mean) / np.sqrt(var + 1e-3) + weights["bn1/beta"]
             first.append(a)
             second.append(conv2(np.maximum(b, 0).astype(np.float32)).numpy().astype(np.float64))
-    assert len(first) * per_replica == BATCHES * config.train_batch_size
+    assert len(first) * per_replica == BATCHES * config.train.train_batch_size
     first, second = np.concatenate(first), np.concatenate(second)
     return {"bn1": (first.mean(axis=(0, 1, 2)), first.var(axis=(0, 1, 2))),
             "bn2": (second.mean(axis=(0, 1, 2)), second.var(axis=(0, 1, 2)))}
@@ -111,7 +111,7 @@ def test_training_saves_the_recomputed_statistics_in_the_last_checkpoint(tmp_pat
     trainer.run(config, model_fn=bn_model_fn, train_dataset_fn=train_fn(config))
     assert (f"precise BN: moving statistics of 2 BN layers recomputed over {BATCHES} training "
             f"batches ({BATCHES * 8} images)") in capsys.readouterr().out
-    saved, _ = checkpointing.read_weights(config.model_dir, use_ema=True)
+    saved, _ = checkpointing.read_weights(config.train.model_dir, use_ema=True)
     expected = expected_statistics(saved, config)
     for name in ("bn1", "bn2"):
         np.testing.assert_allclose(_moving(saved, name)[0], expected[name][0], rtol=1e-4,
@@ -127,11 +127,11 @@ def test_eval_of_the_saved_checkpoint_reproduces_the_training_eval(tmp_path):
 
     config = config_for(tmp_path, precise_bn_batches=BATCHES, mode="train_and_eval")
     assert config_from_flags(["--use_synthetic_data", f"--model_dir={tmp_path / 'x'}",
-                              "--precise_bn_batches=7"]).precise_bn_batches == 7
+                              "--precise_bn_batches=7"]).train.precise_bn_batches == 7
     eval_fn = testing.learnable_dataset_fn(False, 8, 16, 4)
     trained = trainer.run(config, model_fn=bn_model_fn, train_dataset_fn=train_fn(config),
                           eval_dataset_fn=eval_fn).eval_results
-    again = trainer.run(config.replace(mode="eval"), model_fn=bn_model_fn,
+    again = trainer.run(config.override(mode="eval"), model_fn=bn_model_fn,
                         eval_dataset_fn=eval_fn).eval_results
     assert trained["global_step"] == again["global_step"] == 4
     for key in ("top_1_accuracy", "top_5_accuracy", "loss"):
@@ -154,7 +154,7 @@ from efficientnet.train import checkpointing, trainer
 config = config_for(pathlib.Path(sys.argv[1]), precise_bn_batches=3, moving_average_decay=0.0,
                     num_cpu_devices=2)
 trainer.run(config, model_fn=bn_model_fn, train_dataset_fn=train_fn(config))
-saved, _ = checkpointing.read_weights(config.model_dir, use_ema=True)
+saved, _ = checkpointing.read_weights(config.train.model_dir, use_ema=True)
 expected = expected_statistics(saved, config, replicas=2)
 print(json.dumps({name: [float(np.max(np.abs(got - want) / (np.abs(want) + 1e-3)))
                          for got, want in zip(_moving(saved, name), expected[name])]

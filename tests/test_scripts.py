@@ -7,7 +7,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = ["--recipe=tpu-rmsprop-smoke", "--mode=train", "--train_steps=2"]
+SMOKE = ["--recipe=b0-imagenet-rmsprop-smoke", "--mode=train", "--train_steps=2"]
 
 
 def bash(script, *args, env=None, timeout=420):

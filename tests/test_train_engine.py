@@ -1,16 +1,17 @@
 """In-process training runs: learning, NaN guard, train_and_eval, checkpoints, precision, recipes."""
 
 import json
+import math
 import os
 
 import pytest
 import tensorflow as tf
 
-from efficientnet.train import checkpointing, recipes, testing, trainer
-from efficientnet.train.config import RunConfig
+from efficientnet.config import RECIPES, Experiment, get_experiment
+from efficientnet.train import checkpointing, testing, trainer
 
 
-def tiny_config(tmp_path, **overrides) -> RunConfig:
+def tiny_config(tmp_path, **overrides) -> Experiment:
     values = dict(
         model_dir=str(tmp_path / "model"), use_synthetic_data=True, image_size=16,
         num_label_classes=4, train_batch_size=8, eval_batch_size=8, num_train_images=64,
@@ -18,17 +19,18 @@ def tiny_config(tmp_path, **overrides) -> RunConfig:
         optimizer="sgd", base_learning_rate=0.1, lr_schedule="constant", warmup_epochs=0,
         weight_decay=0.0, label_smoothing=0.0, moving_average_decay=0.0, mode="train")
     values.update(overrides)
-    return RunConfig(**values)
+    return Experiment().override(**values)
 
 
 def run_tiny(config, poison_batch=None):
     return trainer.run(
         config, model_fn=testing.tiny_model_fn,
         train_dataset_fn=testing.learnable_dataset_fn(
-            True, config.train_batch_size, config.image_size, config.num_label_classes,
-            poison_batch=poison_batch),
+            True, config.train.train_batch_size, config.model.image_size,
+            config.model.num_label_classes, poison_batch=poison_batch),
         eval_dataset_fn=testing.learnable_dataset_fn(
-            False, config.eval_batch_size, config.image_size, config.num_label_classes))
+            False, config.train.eval_batch_size, config.model.image_size,
+            config.model.num_label_classes))
 
 
 def test_loss_goes_down_and_eval_is_accurate_on_a_learnable_set(tmp_path):
@@ -45,7 +47,7 @@ def test_train_and_eval_writes_results_metrics_and_checkpoints(tmp_path):
     config = tiny_config(tmp_path, mode="train_and_eval", steps_per_eval=4, train_steps=8,
                          keep_checkpoint_max=2, moving_average_decay=0.99)
     result = run_tiny(config)
-    model_dir = config.model_dir
+    model_dir = config.train.model_dir
     results = json.load(open(os.path.join(model_dir, "eval_results.json")))
     assert set(results) >= {"top_1_accuracy", "top_5_accuracy", "loss", "global_step",
                             "num_images"}
@@ -59,21 +61,21 @@ def test_train_and_eval_writes_results_metrics_and_checkpoints(tmp_path):
     assert checkpointing.latest_checkpoint(model_dir).endswith("ckpt-8")
     assert len(tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths) == 2
     assert os.listdir(os.path.join(model_dir, "train"))  # TensorBoard events
-    assert json.load(open(os.path.join(model_dir, "config.json")))["train_steps"] == 8
+    assert json.load(open(os.path.join(model_dir, "config.json")))["train"]["train_steps"] == 8
 
 
 def test_load_weights_for_inference_uses_ema_and_reports_step(tmp_path):
     config = tiny_config(tmp_path, moving_average_decay=0.5)
     run_tiny(config)
     model = testing.tiny_model_fn(config, 16)
-    assert checkpointing.load_weights_for_inference(model, config.model_dir) == 6
-    ema, used = checkpointing.read_weights(config.model_dir, use_ema=True)
-    raw, _ = checkpointing.read_weights(config.model_dir, use_ema=False)
+    assert checkpointing.load_weights_for_inference(model, config.train.model_dir) == 6
+    ema, used = checkpointing.read_weights(config.train.model_dir, use_ema=True)
+    raw, _ = checkpointing.read_weights(config.train.model_dir, use_ema=False)
     assert used and set(ema) == {w.path for w in model.weights}
     kernel = model.get_layer("head_dense").kernel
     assert (kernel.numpy() == ema["head_dense/kernel"]).all()
     assert not (ema["head_dense/kernel"] == raw["head_dense/kernel"]).all()
-    checkpointing.load_weights_for_inference(model, config.model_dir, use_ema=False)
+    checkpointing.load_weights_for_inference(model, config.train.model_dir, use_ema=False)
     assert (kernel.numpy() == raw["head_dense/kernel"]).all()
 
 
@@ -89,7 +91,7 @@ def test_nan_guard_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path
     with pytest.raises(trainer.NonFiniteLossError, match="step 5") as info:
         run_tiny(config, poison_batch=4)  # the 5th step sees NaN images
     assert "ckpt-4" in str(info.value)
-    assert checkpointing.latest_checkpoint(config.model_dir).endswith("ckpt-4")
+    assert checkpointing.latest_checkpoint(config.train.model_dir).endswith("ckpt-4")
 
 
 def test_nan_guard_catches_a_nan_that_never_reaches_the_loss(tmp_path):
@@ -102,15 +104,15 @@ def test_nan_guard_catches_a_nan_that_never_reaches_the_loss(tmp_path):
         x = keras.layers.Conv2D(8, 3, name="stem_conv")(inputs)
         x = keras.layers.Lambda(lambda t: tf.where(tf.math.is_nan(t), 0.0, t))(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
-        return keras.Model(inputs, keras.layers.Dense(config.num_label_classes)(x))
+        return keras.Model(inputs, keras.layers.Dense(config.model.num_label_classes)(x))
 
     config = tiny_config(tmp_path, train_steps=10)
     with pytest.raises(trainer.NonFiniteLossError, match="Loss or gradients .* step 5"):
         trainer.run(config, model_fn=masking_model_fn,
                     train_dataset_fn=testing.learnable_dataset_fn(
-                        True, config.train_batch_size, config.image_size,
-                        config.num_label_classes, poison_batch=4))
-    assert checkpointing.latest_checkpoint(config.model_dir).endswith("ckpt-4")
+                        True, config.train.train_batch_size, config.model.image_size,
+                        config.model.num_label_classes, poison_batch=4))
+    assert checkpointing.latest_checkpoint(config.train.model_dir).endswith("ckpt-4")
 
 
 def test_restart_with_finished_model_dir_trains_nothing(tmp_path):
@@ -123,36 +125,52 @@ def test_restart_with_finished_model_dir_trains_nothing(tmp_path):
 def test_resume_continues_to_more_steps(tmp_path):
     config = tiny_config(tmp_path, train_steps=4)
     run_tiny(config)
-    result = run_tiny(config.replace(train_steps=8))
+    result = run_tiny(config.override(train_steps=8))
     assert [r["step"] for r in result.history] == [6, 8]
 
 
 def test_mixed_float16_trains_with_float32_logits(tmp_path):
+    import keras
+
+    built = []
+
+    def recording_model_fn(config, image_size):
+        built.append(testing.tiny_model_fn(config, image_size))
+        return built[-1]
+
     config = tiny_config(tmp_path, precision="mixed_float16", train_steps=4)
     try:
-        result = run_tiny(config)
+        result = trainer.run(
+            config, model_fn=recording_model_fn,
+            train_dataset_fn=testing.learnable_dataset_fn(True, 8, 16, 4),
+            eval_dataset_fn=testing.learnable_dataset_fn(False, 8, 16, 4))
     finally:
-        import keras
-
         keras.mixed_precision.set_global_policy("float32")
-    assert result.global_step == 4 and all(r["loss"] == r["loss"] for r in result.history)
+    model = built[0]
+    # The body computes in float16 (float32 weights), the logits come out float32.
+    conv = model.get_layer("stem_conv")
+    assert (conv.compute_dtype, conv.kernel.dtype) == ("float16", "float32")
+    logits = model(tf.zeros([2, 16, 16, 3]), training=False)
+    assert logits.dtype == tf.float32
+    assert result.global_step == 4
+    assert all(math.isfinite(r["loss"]) for r in result.history), result.history
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", [f"{name}-smoke" for name in recipes.RECIPES])
+@pytest.mark.parametrize("recipe", [f"{name}-smoke" for name in RECIPES])
 def test_recipe_smoke_variant_trains_and_evaluates(tmp_path, recipe):
     import keras
 
-    config = recipes.get_recipe(recipe, model_dir=str(tmp_path / "m"), mode="train_and_eval",
-                                train_steps=2, steps_per_eval=2, num_eval_images=4,
-                                eval_batch_size=4)
+    config = get_experiment(recipe, model_dir=str(tmp_path / "m"), mode="train_and_eval",
+                            train_steps=2, steps_per_eval=2, num_eval_images=4,
+                            eval_batch_size=4)
     try:
         result = trainer.run(config)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert result.global_step == 2
     assert result.eval_results["num_images"] == 4
-    assert all(r["loss"] == r["loss"] for r in result.history)  # finite
+    assert all(math.isfinite(r["loss"]) for r in result.history), result.history
 
 
 def test_custom_model_fn_takes_preprocessing_from_the_named_spec(tmp_path):
@@ -160,14 +178,13 @@ def test_custom_model_fn_takes_preprocessing_from_the_named_spec(tmp_path):
     import keras as keras_module
 
     from efficientnet.train import trainer as trainer_module
-    from efficientnet.train.recipes import get_recipe
 
     def peer(config, size):
         return keras_module.applications.EfficientNetB0(
-            weights=None, input_shape=(size, size, 3), classes=config.num_label_classes,
+            weights=None, input_shape=(size, size, 3), classes=config.model.num_label_classes,
             classifier_activation=None)
 
-    config = get_recipe("tpu-rmsprop").replace(
+    config = get_experiment(
         mode="train", use_synthetic_data=True, model_dir=str(tmp_path), train_batch_size=4,
         image_size=32, iterations_per_loop=1, train_steps=2, num_label_classes=10)
     result = trainer_module.run(config, model_fn=peer)

@@ -205,18 +205,18 @@ def test_convert_cli_writes_native_checkpoint_and_report(tmp_path):
 @pytest.mark.slow
 def test_engine_fine_tunes_from_restore_path_and_resume_wins(tmp_path):
     """--restore_path/--restore_exclude through the training engine, then resume beats restore."""
+    from efficientnet.config import get_experiment
     from efficientnet.train import trainer
-    from efficientnet.train.recipes import get_recipe
 
-    base = get_recipe("tpu-rmsprop-smoke").replace(
+    base = get_experiment("b0-imagenet-rmsprop-smoke",
         model_name="efficientnet-lite0", mode="train", num_label_classes=5)
     pretrain_dir, finetune_dir = tmp_path / "pretrain", tmp_path / "finetune"
-    trainer.run(base.replace(model_dir=str(pretrain_dir)))
+    trainer.run(base.override(model_dir=str(pretrain_dir)))
     keras.backend.clear_session()
-    finetune = base.replace(model_dir=str(finetune_dir), num_label_classes=3,
-                            restore_path=str(pretrain_dir), restore_exclude=("head/dense",))
+    finetune = base.override(model_dir=str(finetune_dir), num_label_classes=3,
+                             restore_path=str(pretrain_dir), restore_exclude=("head/dense",))
     result = trainer.run(finetune)
-    assert result.global_step == finetune.train_steps
+    assert result.global_step == finetune.train.train_steps
     report = json.loads((finetune_dir / "restore_report.json").read_text())
     assert report["format"] == "native" and report["used_ema"] is True
     assert report["excluded"] == ["head_dense/kernel", "head_dense/bias"]
@@ -226,10 +226,10 @@ def test_engine_fine_tunes_from_restore_path_and_resume_wins(tmp_path):
     # A second start resumes from its own checkpoint and does not restore again.
     (finetune_dir / "restore_report.json").unlink()
     keras.backend.clear_session()
-    again = trainer.run(finetune.replace(train_steps=finetune.train_steps + 2))
-    assert again.global_step == finetune.train_steps + 2
+    again = trainer.run(finetune.override(train_steps=finetune.train.train_steps + 2))
+    assert again.global_step == finetune.train.train_steps + 2
     assert not (finetune_dir / "restore_report.json").exists()
 
     keras.backend.clear_session()
     with pytest.raises(RestoreError, match="head/dense has 5 classes in the checkpoint and 3"):
-        trainer.run(finetune.replace(model_dir=str(tmp_path / "no_exclude"), restore_exclude=()))
+        trainer.run(finetune.override(model_dir=str(tmp_path / "no_exclude"), restore_exclude=()))

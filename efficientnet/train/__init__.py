@@ -1,5 +1,6 @@
-"""Training engine: RunConfig + recipes, strategies, the in-graph loop, checkpoints, evaluation.
+"""Training engine: flags -> Experiment, strategies, the in-graph loop, checkpoints, evaluation.
 
-Entry point: `efficientnet.train.trainer.run(config)` (what `python -m efficientnet.main` calls).
-Checkpoint layout and inference loading: `efficientnet.train.checkpointing`.
+Entry point: `efficientnet.train.trainer.run(experiment)` (what `python -m efficientnet.main`
+calls). Configuration lives in `efficientnet.config`; checkpoint layout and inference loading in
+`efficientnet.train.checkpointing`.
 """

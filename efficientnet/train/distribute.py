@@ -16,8 +16,8 @@ import os
 
 import tensorflow as tf
 
+from efficientnet.config.schema import ConfigError, Experiment
 from efficientnet.data import cpu_xla
-from efficientnet.train.config import ConfigError, RunConfig
 
 
 def tf_config_from_rank_table(rank_table: str, rank: int | None = None,
@@ -41,38 +41,38 @@ def tf_config_from_rank_table(rank_table: str, rank: int | None = None,
         raise ConfigError(str(error)) from None
 
 
-def configure_devices(config: RunConfig) -> None:
+def configure_devices(config: Experiment) -> None:
     """Splits the CPU into logical devices for --num_cpu_devices (before any TF op)."""
-    if config.num_cpu_devices > 1:
+    if config.train.num_cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
         try:
             tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration()] * config.num_cpu_devices)
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * config.train.num_cpu_devices)
         except RuntimeError:
             logical = tf.config.list_logical_devices("CPU")
-            if len(logical) != config.num_cpu_devices:
+            if len(logical) != config.train.num_cpu_devices:
                 raise ConfigError(
-                    f"--num_cpu_devices={config.num_cpu_devices} must be set before TensorFlow "
+                    f"--num_cpu_devices={config.train.num_cpu_devices} must be set before TensorFlow "
                     f"starts; this process already has {len(logical)} CPU device(s)") from None
 
 
-def configure_cpu_xla(config: RunConfig) -> bool:
+def configure_cpu_xla(config: Experiment) -> bool:
     """Whether XLA programs compiled for the host CPU now run on one thread each (see
     efficientnet.data.cpu_xla): they do when they are only the input pipeline's batch programs,
     not when the training step itself is XLA-compiled on the CPU (--xla=on without a GPU), and
     only when TensorFlow has not started yet. --mode=eval compiles none: nothing to set."""
-    if config.mode == "eval":
+    if config.train.mode == "eval":
         return False
     if use_xla(config) and not tf.config.list_physical_devices("GPU"):
         return False
     return cpu_xla.single_thread_cpu_xla()
 
 
-def create_strategy(config: RunConfig) -> tf.distribute.Strategy:
+def create_strategy(config: Experiment) -> tf.distribute.Strategy:
     """The strategy for `config` and the environment (see the module docstring)."""
     configure_cpu_xla(config)
-    if config.rank_table and not os.environ.get("TF_CONFIG"):
-        os.environ["TF_CONFIG"] = json.dumps(tf_config_from_rank_table(config.rank_table))
+    if config.train.rank_table and not os.environ.get("TF_CONFIG"):
+        os.environ["TF_CONFIG"] = json.dumps(tf_config_from_rank_table(config.train.rank_table))
     if os.environ.get("TF_CONFIG"):
         try:
             cluster = json.loads(os.environ["TF_CONFIG"])
@@ -83,8 +83,8 @@ def create_strategy(config: RunConfig) -> tf.distribute.Strategy:
         if len(tasks.get("chief", [])) + len(tasks.get("worker", [])) > 1:
             return tf.distribute.MultiWorkerMirroredStrategy()
     configure_devices(config)
-    if config.num_cpu_devices > 1:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")][: config.num_cpu_devices]
+    if config.train.num_cpu_devices > 1:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][: config.train.num_cpu_devices]
         return tf.distribute.MirroredStrategy(devices=devices)
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -105,9 +105,9 @@ def task_info(strategy: tf.distribute.Strategy) -> tuple[bool, int, int]:
     return is_chief, int(task_id), num_workers
 
 
-def use_xla(config: RunConfig) -> bool:
-    if config.xla == "on":
+def use_xla(config: Experiment) -> bool:
+    if config.train.xla == "on":
         return True
-    if config.xla == "off":
+    if config.train.xla == "off":
         return False
     return bool(tf.config.list_physical_devices("GPU"))

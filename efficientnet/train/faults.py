@@ -115,7 +115,7 @@ def check_memory(model, batch_per_process: int, image_size: int, flag: str = "--
                  available: int | None = None) -> None:
     """ConfigError (exit 2) when one training step's activations alone exceed the available
     memory (`available`: bytes, default MemAvailable)."""
-    from efficientnet.train.config import ConfigError
+    from efficientnet.config import ConfigError
 
     available = available_memory_bytes() if available is None else available
     per_image = activation_bytes_per_image(model)
@@ -138,5 +138,5 @@ def check_memory_for(trainer) -> None:
 
     if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
         return
-    per_process = max(1, trainer.config.train_batch_size // max(1, trainer.num_workers))
+    per_process = max(1, trainer.config.train.train_batch_size // max(1, trainer.num_workers))
     check_memory(trainer.model, per_process, trainer.train_size)

@@ -9,40 +9,39 @@ shape to the engine.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import tensorflow as tf
 
-from efficientnet.train.config import ConfigError, RunConfig
+from efficientnet.config.schema import ConfigError, DataConfig, Experiment
 
 
-def data_config(config: RunConfig, image_size: int):
-    """The `efficientnet.data.config.DataConfig` for this run: every setting the two configs share
-    (by field name, so a new shared flag cannot be left behind), this run's image size and the
-    compute dtype of its precision policy."""
-    from efficientnet.data.config import DataConfig
-
-    shared = ({f.name for f in dataclasses.fields(DataConfig)}
-              & {f.name for f in dataclasses.fields(RunConfig)})
-    values = {name: getattr(config, name) for name in shared}
-    values["image_size"] = image_size
-    values["dtype"] = "bfloat16" if config.precision == "mixed_bfloat16" else "float32"
-    # None means "the data module's default": leave those fields out.
-    return DataConfig(**{k: v for k, v in values.items() if v is not None})
+def data_config(config: Experiment, image_size: int) -> DataConfig:
+    """The input pipeline's `DataConfig` for this run: every field the two share, by name (so a
+    new data setting cannot be left behind), this run's image size and seed, and the compute
+    dtype of its precision policy."""
+    values = config.flat()
+    shared = {f.name for f in dataclasses.fields(DataConfig)} & set(values)
+    chosen = {name: values[name] for name in shared}
+    chosen["image_size"] = image_size
+    chosen["dtype"] = "bfloat16" if config.train.precision == "mixed_bfloat16" else "float32"
+    # None means "the pipeline's default": leave those fields out.
+    return DataConfig(**{k: v for k, v in chosen.items() if v is not None})
 
 
-def file_pattern(config: RunConfig, is_training: bool) -> str | None:
-    if config.use_synthetic_data:
+def file_pattern(config: Experiment, is_training: bool) -> str | None:
+    if config.data.use_synthetic_data:
         return None
-    return os.path.join(config.data_dir, "train-*" if is_training else "validation-*")
+    return os.path.join(config.data.data_dir, "train-*" if is_training else "validation-*")
 
 
-def check_data_dir(config: RunConfig, need_train: bool, need_eval: bool) -> None:
+def check_data_dir(config: Experiment, need_train: bool, need_eval: bool) -> None:
     """Raises ConfigError when the TFRecords the run needs are not in --data_dir."""
-    if config.use_synthetic_data:
+    if config.data.use_synthetic_data:
         return
-    if not tf.io.gfile.isdir(config.data_dir):
-        raise ConfigError(f"--data_dir {config.data_dir!r} does not exist or is not a directory")
+    if not tf.io.gfile.isdir(config.data.data_dir):
+        raise ConfigError(f"--data_dir {config.data.data_dir!r} does not exist or is not a directory")
     for needed, split in ((need_train, True), (need_eval, False)):
         pattern = file_pattern(config, split)
         if needed and not tf.io.gfile.glob(pattern):
@@ -51,7 +50,7 @@ def check_data_dir(config: RunConfig, need_train: bool, need_eval: bool) -> None
                 "shards (convert images with `python -m tfrecord_tools`)")
 
 
-def make_dataset_fn(config: RunConfig, spec, is_training: bool, global_batch_size: int,
+def make_dataset_fn(config: Experiment, spec, is_training: bool, global_batch_size: int,
                     image_size: int, skip_batches: int = 0):
     """fn(input_context) -> per-replica dataset from efficientnet.data.build_dataset.
 
@@ -77,28 +76,36 @@ def make_dataset_fn(config: RunConfig, spec, is_training: bool, global_batch_siz
     return dataset_fn
 
 
-def synthetic_dataset_fn(is_training: bool, global_batch_size: int, image_size: int,
-                         num_classes: int, num_batches: int | None = None, seed: int = 0):
-    """Random images and labels (a stand-in used when efficientnet.data is unavailable)."""
+def local_replicas(strategy) -> int:
+    """Replicas of this worker (each has its own input pipeline position)."""
+    from efficientnet.train import distribute
 
-    def dataset_fn(input_context: tf.distribute.InputContext | None = None):
-        batch = (input_context.get_per_replica_batch_size(global_batch_size)
-                 if input_context is not None else global_batch_size)
-        generator = tf.random.Generator.from_seed(seed)
-        images = generator.normal((batch, image_size, image_size, 3))
-        labels = generator.uniform((batch,), 0, num_classes, dtype=tf.int32)
-        if is_training:
-            labels = tf.one_hot(labels, num_classes)
-        dataset = tf.data.Dataset.from_tensors((images, labels))
-        return dataset.repeat() if num_batches is None else dataset.repeat(num_batches)
-
-    return dataset_fn
+    _, _, workers = distribute.task_info(strategy)
+    return max(1, strategy.num_replicas_in_sync // workers)
 
 
-def data_module_available() -> bool:
-    try:
-        from efficientnet.data import build_dataset  # noqa: F401
-        from efficientnet.data.config import DataConfig  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def eval_dataset_fn(config: Experiment, spec, image_size: int, strategy):
+    """The validation input; synthetic data stops after --num_eval_images."""
+    fn = make_dataset_fn(config, spec, False, config.train.eval_batch_size, image_size)
+    if not config.data.use_synthetic_data:
+        return fn
+    steps = math.ceil(config.data.num_eval_images / config.train.eval_batch_size)
+    return lambda ctx: fn(ctx).take(steps * local_replicas(strategy))
+
+
+def train_dataset_fn(config: Experiment, spec, image_size: int, start_step: int, strategy):
+    """The training input, positioned for a run resuming at `start_step`.
+
+    With --deterministic the pipeline is replayed and the consumed batches skipped (the exact
+    input position); otherwise it is reseeded with seed + start_step (cheap, still reproducible).
+    """
+    if config.train.deterministic:
+        return make_dataset_fn(config, spec, True, config.train.train_batch_size, image_size,
+                               skip_batches=start_step * local_replicas(strategy))
+    reseeded = config.override(seed=config.train.seed + start_step)
+    return make_dataset_fn(reseeded, spec, True, config.train.train_batch_size, image_size)
+
+
+def skipping(fn, batches: int):
+    """`fn` with its first `batches` batches dropped (a resumed run of a custom dataset)."""
+    return fn if not batches else (lambda ctx: fn(ctx).skip(batches))

@@ -7,11 +7,11 @@ import math
 import keras
 import tensorflow as tf
 
-from efficientnet.train.config import RunConfig
+from efficientnet.config.schema import Experiment
 from efficientnet.train.rmsprop import TF1RMSprop
 
 
-def learning_rate_fn(config: RunConfig):
+def learning_rate_fn(config: Experiment):
     """Returns f(step) -> float32 learning rate for `config` (works on tensors and ints).
 
     Warmup is linear from 0 over `warmup_epochs`; then:
@@ -22,16 +22,16 @@ def learning_rate_fn(config: RunConfig):
     """
     peak = config.peak_learning_rate
     steps_per_epoch = config.steps_per_epoch
-    warmup_steps = float(config.warmup_epochs * steps_per_epoch)
-    total = float(config.train_steps)
-    floor_lr = config.min_learning_rate
-    kind = config.lr_schedule
-    decay_steps = max(config.lr_decay_epochs * steps_per_epoch, 1.0)
+    warmup_steps = float(config.schedule.warmup_epochs * steps_per_epoch)
+    total = float(config.train.train_steps)
+    floor_lr = config.schedule.min_learning_rate
+    kind = config.schedule.lr_schedule
+    decay_steps = max(config.schedule.lr_decay_epochs * steps_per_epoch, 1.0)
 
     def schedule(step):
         step = tf.cast(step, tf.float32)
         if kind == "exponential":
-            lr = peak * tf.pow(config.lr_decay_factor, tf.floor(step / decay_steps))
+            lr = peak * tf.pow(config.schedule.lr_decay_factor, tf.floor(step / decay_steps))
         elif kind == "constant":
             lr = tf.constant(peak, tf.float32)
         else:
@@ -48,18 +48,18 @@ def learning_rate_fn(config: RunConfig):
     return schedule
 
 
-def build_optimizer(config: RunConfig, learning_rate):
+def build_optimizer(config: Experiment, learning_rate):
     """The optimizer of `config` (wrapped in a dynamic LossScaleOptimizer for mixed_float16)."""
-    if config.optimizer == "rmsprop":
+    if config.optimizer.optimizer == "rmsprop":
         optimizer = TF1RMSprop(
-            learning_rate=learning_rate, rho=config.rmsprop_decay, momentum=config.momentum,
-            epsilon=config.rmsprop_epsilon)
-    elif config.optimizer == "momentum":
+            learning_rate=learning_rate, rho=config.optimizer.rmsprop_decay, momentum=config.optimizer.momentum,
+            epsilon=config.optimizer.rmsprop_epsilon)
+    elif config.optimizer.optimizer == "momentum":
         optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+            learning_rate=learning_rate, momentum=config.optimizer.momentum, nesterov=config.optimizer.nesterov)
     else:  # sgd
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0)
-    if config.precision == "mixed_float16":
+    if config.train.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 

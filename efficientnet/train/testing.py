@@ -22,7 +22,7 @@ def tiny_model_fn(config, image_size: int) -> keras.Model:
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem_conv")(inputs)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    x = keras.layers.Dense(config.num_label_classes, name="head_dense")(x)
+    x = keras.layers.Dense(config.model.num_label_classes, name="head_dense")(x)
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="tiny")
 
@@ -70,8 +70,8 @@ def learnable_dataset_fn(is_training: bool, global_batch_size: int, image_size: 
 def main(argv: list[str] | None = None) -> int:
     """The tiny run inside the CLI error boundary of efficientnet.main."""
     from efficientnet import cli
+    from efficientnet.config import ConfigError
     from efficientnet.train.checkpointing import CheckpointError
-    from efficientnet.train.config import ConfigError
 
     return cli.run(_main, argv, known={ConfigError: 2, CheckpointError: 2})
 
@@ -86,10 +86,11 @@ def _main(args: list[str]) -> int:
                 "--warmup_epochs=0", "--mode=train", "--train_batch_size=8",
                 "--num_train_images=64", "--iterations_per_loop=2", "--train_steps=6"]
     config = config_from_flags(defaults + args)
-    train_fn = learnable_dataset_fn(True, config.train_batch_size, config.image_size,
-                                    config.num_label_classes)
-    eval_fn = learnable_dataset_fn(False, config.eval_batch_size, config.image_size,
-                                   config.num_label_classes)
+    model, train = config.model, config.train
+    train_fn = learnable_dataset_fn(True, train.train_batch_size, model.image_size,
+                                    model.num_label_classes)
+    eval_fn = learnable_dataset_fn(False, train.eval_batch_size, model.image_size,
+                                   model.num_label_classes)
     try:
         result = trainer.run(config, model_fn=tiny_model_fn, train_dataset_fn=train_fn,
                              eval_dataset_fn=eval_fn)
