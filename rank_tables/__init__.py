@@ -1,4 +1,4 @@
-"""Seed 002 (Ascend) rank tables -> TF_CONFIG for MultiWorkerMirroredStrategy.
+"""Ascend-style rank tables (HCCL JSON) -> TF_CONFIG for MultiWorkerMirroredStrategy.
 
 A rank table lists `group_list[].instance_list[]`, each instance (one host, `server_id`) with its
 `devices[{device_id, device_ip}]`. Rank r is the r-th device in file order; in TF2 it becomes

@@ -48,7 +48,7 @@ def encode(image, image_format="JPEG"):
 
 
 def write_tfrecords(path, images, labels):
-    """TF-slim layout records (REFERENCE.md section 6); labels stored 1-based."""
+    """TF-slim layout records (docs/reference.md, "TFRecord features"); labels stored 1-based."""
     import tensorflow as tf
 
     def feature(value):
@@ -527,7 +527,7 @@ def test_grouped_convolution_matches_keras_and_converts_to_onnx(tmp_path):
     import keras
 
     from efficientnet.export import export_model
-    from efficientnet.models.builder import GroupedConv2D
+    from efficientnet.models.layers import GroupedConv2D
 
     x = np.random.default_rng(0).normal(size=(2, 9, 9, 64)).astype(np.float32)
     reference = keras.layers.Conv2D(32, 3, strides=2, groups=8, use_bias=False)

@@ -1,4 +1,4 @@
-"""Seed 002 rank tables -> TF_CONFIG."""
+"""Ascend-style rank tables -> TF_CONFIG."""
 
 import json
 import os

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from efficientnet.config import ConfigError, Experiment, get_experiment, run_file
+from efficientnet.config import ALIASES, ConfigError, Experiment, get_experiment, run_file
 from efficientnet.train.flags import config_from_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
+OLD_B1_NAME = next(old for old, new in ALIASES.items() if new == "b1-imagenet-rmsprop-linear")
 # config.json as the flat RunConfig of the previous release wrote it (every key it had).
 OLD_FORMAT = {
-    "model_name": "efficientnet-b1", "recipe": "seed000-b1", "mode": "train_and_eval",
+    "model_name": "efficientnet-b1", "recipe": OLD_B1_NAME, "mode": "train_and_eval",
     "data_dir": "/data/imagenet", "model_dir": "/runs/b1", "export_dir": None,
     "use_synthetic_data": False, "train_batch_size": 2048, "eval_batch_size": 1024,
     "train_steps": 218750, "iterations_per_loop": 625, "steps_per_eval": 6250,
@@ -57,7 +58,7 @@ def test_round_trip_keeps_every_field(tmp_path):
 def test_a_config_json_of_the_previous_release_is_still_read(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(OLD_FORMAT, indent=2))
     saved = run_file.read(str(tmp_path))
-    assert saved.name == "seed000-b1"
+    assert saved.name == OLD_B1_NAME
     assert saved.flat() == {k: (tuple(v) if isinstance(v, list) else v)
                             for k, v in OLD_FORMAT.items() if k != "recipe"}
     assert run_file.saved_export_flags(str(tmp_path)) == [

@@ -84,9 +84,10 @@ def test_old_recipe_names_still_work_and_name_the_new_one(old, new, capsys):
 
 
 def test_old_recipe_flag_prints_the_new_name_on_the_command_line(tmp_path):
+    old = next(old for old, new in ALIASES.items() if new == "b3-imagenet-sgd-cosine")
     out = subprocess.run(
         [sys.executable, "-c", "from efficientnet.train.flags import config_from_flags; "
-         "print(config_from_flags(['--recipe=seed003-pycls', '--use_synthetic_data', "
+         f"print(config_from_flags(['--recipe={old}', '--use_synthetic_data', "
          f"'--model_dir={tmp_path}']).name)"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "b3-imagenet-sgd-cosine"

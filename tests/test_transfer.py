@@ -21,7 +21,7 @@ from efficientnet.train.restore import (
 
 def write_tf1_checkpoint(path, model, *, model_subscope=False, head_classes=None, scope=None,
                          seed=0):
-    """A TF1-style checkpoint of `model` under REFERENCE.md names with distinct EMA copies.
+    """A TF1-style checkpoint of `model` under the TF1 names of docs/reference.md with distinct EMA copies.
 
     Returns {keras path: (raw value, ema value)}.
     """

@@ -66,7 +66,7 @@ class ExportConfig:
     num_label_classes: int | None = None  # default: the spec's (1000)
     image_size: int | None = None  # default: the spec's eval resolution
     data_dir: str | None = None  # TFRecords (train-*, validation-*) for calibration + accuracy
-    num_steps: int = 100  # int8 calibration steps, one image each (seed 002's flag)
+    num_steps: int = 100  # int8 calibration steps, one image each (the Ascend scripts' flag name)
     num_eval_images: int = 500  # validation images for the per-format accuracy check
     labels_file: str | None = None
     resize_method: str | None = None  # eval resize; default: the spec's interpolation

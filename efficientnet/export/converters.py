@@ -117,7 +117,7 @@ def _check_and_name_batch_dimension(path: str) -> None:
             f"tf2onnx left {len(leftovers)} TensorFlow op(s) unconverted ({', '.join(kinds)}, "
             f"first: {leftovers[0].name}); XLA-compiled functions such as Keras' grouped "
             "Conv2D on TensorFlow cannot be converted to ONNX (use "
-            "efficientnet.models.builder.GroupedConv2D).")
+            "efficientnet.models.layers.GroupedConv2D).")
     # tf2onnx names unknown dims `unk__N`; a stable `batch` name documents the dynamic axis.
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim

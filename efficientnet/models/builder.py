@@ -4,139 +4,32 @@ Only `keras.layers` and `keras.ops` are used, so the models run on every Keras b
 
 Layer names follow one pattern, `<scope>_<role>`, where scope is `stem`, `blocks_<i>` or `head`
 and role names what the layer does (`expand_conv`, `dw_bn`, `se_reduce`, ...). The TF1 checkpoint
-names of REFERENCE.md section 5 are derived from those names by `tf1_variable_names`, so the
-mapping survives saving and reloading a model and never depends on layer creation order.
+names (docs/reference.md, "Checkpoint variable names") are derived from those names by
+`tf1_variable_names`, so the mapping survives saving and reloading a model and never depends on
+layer creation order.
+
+EfficientNet-family blocks are one function per type: `mbconv_block`, `fused_mbconv_block` (V2)
+and `condconv_mbconv_block`; SE-ResNeXt is built by `efficientnet.models.resnext`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 
 import keras
-from keras import layers, ops
+from keras import layers
 
+from efficientnet.models.layers import (
+    CondConv1x1,
+    DepthwiseCondConv,
+    conv_initializer,
+    dense_initializer,
+)
+from efficientnet.models.resnext import build_se_resnext
 from efficientnet.models.specs import BlockArgs, ModelSpec, get_spec
 
 _ACTIVATIONS = {"swish": "silu", "relu": "relu", "relu6": "relu6"}
-
-
-def _conv_initializer():
-    # TF EfficientNet: normal(0, sqrt(2 / fan_out)), fan_out = k * k * out_filters.
-    return keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal"
-    )
-
-
-def _dense_initializer(num_classes: int):
-    limit = 1.0 / math.sqrt(num_classes)
-    return keras.initializers.RandomUniform(-limit, limit)
-
-
-@keras.saving.register_keras_serializable(package="efficientnet")
-class GroupedConv2D(layers.Conv2D):
-    """`Conv2D` with `groups > 1`, computed as one convolution per group on TensorFlow.
-
-    Keras runs grouped convolutions on TensorFlow through an XLA-compiled function, which is
-    slow on CPU and which tf2onnx cannot convert. Splitting the channels (same kernel variable,
-    same result) keeps the graph to plain Conv2D ops; other backends use their native kernel.
-    """
-
-    def convolution_op(self, inputs, kernel):
-        if self.groups == 1 or keras.backend.backend() != "tensorflow":
-            return super().convolution_op(inputs, kernel)
-        axis = -1 if self.data_format == "channels_last" else 1
-        # Kernel (kh, kw, in / groups, out): group g's outputs are the g-th slice of `out`.
-        outputs = [
-            ops.conv(x, k, strides=list(self.strides), padding=self.padding,
-                     dilation_rate=self.dilation_rate, data_format=self.data_format)
-            for x, k in zip(ops.split(inputs, self.groups, axis=axis),
-                            ops.split(kernel, self.groups, axis=-1))
-        ]
-        return ops.concatenate(outputs, axis=axis)
-
-
-class CondConv1x1(layers.Layer):
-    """1x1 conditionally parameterised convolution: per-example kernel = routing @ experts."""
-
-    def __init__(self, filters: int, num_experts: int, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.num_experts = num_experts
-
-    def build(self, input_shape):
-        features_shape, _ = input_shape
-        self.kernel = self.add_weight(
-            name="condconv_conv_kernel",
-            shape=(self.num_experts, features_shape[-1], self.filters),
-            initializer=keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / self.filters)),
-        )
-
-    def call(self, inputs):
-        features, routing = inputs
-        kernel = ops.einsum("be,eio->bio", ops.cast(routing, self.compute_dtype), self.kernel)
-        return ops.einsum("bhwi,bio->bhwo", features, kernel)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[0][:-1], self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "num_experts": self.num_experts}
-
-
-class DepthwiseCondConv(layers.Layer):
-    """Depthwise CondConv: one depthwise kernel per expert, mixed per example by the routing.
-
-    The convolution is linear in its kernel, so mixing the expert outputs with the routing
-    weights equals convolving with the mixed kernel (the TF1 formulation), without a per-example
-    loop.
-    """
-
-    def __init__(self, kernel_size: int, strides: int, num_experts: int, **kwargs):
-        super().__init__(**kwargs)
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.num_experts = num_experts
-
-    def build(self, input_shape):
-        features_shape, _ = input_shape
-        self.channels = features_shape[-1]
-        k = self.kernel_size
-        self.kernel = self.add_weight(
-            name="condconv_depthwise_kernel",
-            shape=(k, k, self.channels, self.num_experts),
-            initializer=keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / (k * k))),
-        )
-
-    def call(self, inputs):
-        features, routing = inputs
-        expert_outputs = ops.depthwise_conv(
-            features, self.kernel, strides=self.strides, padding="same"
-        )
-        shape = ops.shape(expert_outputs)
-        expert_outputs = ops.reshape(
-            expert_outputs, (shape[0], shape[1], shape[2], self.channels, self.num_experts)
-        )
-        return ops.einsum(
-            "bhwce,be->bhwc", expert_outputs, ops.cast(routing, self.compute_dtype)
-        )
-
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape[0]
-
-        def out(size):
-            return None if size is None else -(-size // self.strides)
-
-        return (batch, out(height), out(width), channels)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "num_experts": self.num_experts,
-        }
 
 
 class _Builder:
@@ -151,7 +44,7 @@ class _Builder:
     def conv(self, x, filters, kernel_size, name, strides=1, use_bias=False, activation=None):
         return layers.Conv2D(
             filters, kernel_size, strides=strides, padding="same", use_bias=use_bias,
-            activation=activation, kernel_initializer=_conv_initializer(), name=name,
+            activation=activation, kernel_initializer=conv_initializer(), name=name,
         )(x)
 
     def bn(self, x, name):
@@ -180,7 +73,7 @@ class _Builder:
             x = layers.Dropout(dropout_rate, name="head_dropout")(x)
         # float32 logits under mixed precision keep softmax / loss numerically safe.
         return layers.Dense(
-            num_classes, kernel_initializer=_dense_initializer(num_classes),
+            num_classes, kernel_initializer=dense_initializer(num_classes),
             dtype="float32", name="head_dense",
         )(x)
 
@@ -207,70 +100,12 @@ class _Builder:
         return blocks
 
     def block(self, x, args: BlockArgs, prefix: str, drop_rate: float):
-        spec = self.spec
-        inputs = x
-        filters = args.input_filters * args.expand_ratio
-        fused = args.conv_type == 1
-        experts = spec.condconv_num_experts if args.condconv else 0
-        routing = None
-        if experts:
-            pooled = layers.GlobalAveragePooling2D(name=f"{prefix}_routing_pool")(x)
-            routing = layers.Dense(experts, activation="sigmoid", name=f"{prefix}_routing")(pooled)
-
-        if fused:
-            if args.expand_ratio != 1:
-                x = self.conv(x, filters, args.kernel_size, strides=args.strides,
-                              name=f"{prefix}_fused_conv")
-                x = self.act(self.bn(x, f"{prefix}_fused_bn"), f"{prefix}_fused_act")
-        else:
-            if args.expand_ratio != 1:
-                if experts:
-                    x = CondConv1x1(filters, experts, name=f"{prefix}_expand_conv")([x, routing])
-                else:
-                    x = self.conv(x, filters, 1, name=f"{prefix}_expand_conv")
-                x = self.act(self.bn(x, f"{prefix}_expand_bn"), f"{prefix}_expand_act")
-            if experts:
-                x = DepthwiseCondConv(
-                    args.kernel_size, args.strides, experts, name=f"{prefix}_dwconv"
-                )([x, routing])
-            else:
-                x = layers.DepthwiseConv2D(
-                    args.kernel_size, strides=args.strides, padding="same", use_bias=False,
-                    depthwise_initializer=_conv_initializer(), name=f"{prefix}_dwconv",
-                )(x)
-            x = self.act(self.bn(x, f"{prefix}_dw_bn"), f"{prefix}_dw_act")
-
-        if args.se_ratio:
-            # SE width is a fraction of the block *input*, not of the expanded width.
-            reduced = max(1, int(args.input_filters * args.se_ratio))
-            squeezed = layers.GlobalAveragePooling2D(keepdims=True, name=f"{prefix}_se_pool")(x)
-            squeezed = self.conv(squeezed, reduced, 1, use_bias=True, activation=self.activation,
-                                 name=f"{prefix}_se_reduce")
-            squeezed = self.conv(squeezed, filters, 1, use_bias=True, activation="sigmoid",
-                                 name=f"{prefix}_se_expand")
-            x = layers.Multiply(name=f"{prefix}_se_excite")([x, squeezed])
-
-        # A fused block without expansion carries its kxk conv (and stride) in the projection.
-        project_kernel = args.kernel_size if fused and args.expand_ratio == 1 else 1
-        project_strides = args.strides if fused and args.expand_ratio == 1 else 1
-        if experts:
-            x = CondConv1x1(args.output_filters, experts, name=f"{prefix}_project_conv")(
-                [x, routing]
-            )
-        else:
-            x = self.conv(x, args.output_filters, project_kernel, strides=project_strides,
-                          name=f"{prefix}_project_conv")
-        x = self.bn(x, f"{prefix}_project_bn")
-        if fused and args.expand_ratio == 1:
-            x = self.act(x, f"{prefix}_project_act")
-
-        if args.id_skip and args.strides == 1 and args.input_filters == args.output_filters:
-            if drop_rate > 0:
-                # Stochastic depth: drop the whole residual branch per example.
-                x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
-                                   name=f"{prefix}_drop")(x)
-            x = layers.Add(name=f"{prefix}_add")([x, inputs])
-        return x
+        """One block of the type `args` asks for, named `<prefix>_<role>`."""
+        if args.conv_type == 1:
+            return fused_mbconv_block(self, x, args, prefix, drop_rate)
+        if args.condconv and self.spec.condconv_num_experts:
+            return condconv_mbconv_block(self, x, args, prefix, drop_rate)
+        return mbconv_block(self, x, args, prefix, drop_rate)
 
     def __call__(self, image_size, num_classes, include_top, dropout_rate):
         inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
@@ -283,58 +118,86 @@ class _Builder:
         return keras.Model(inputs, outputs, name=self.spec.name)
 
 
-def _build_se_resnext(spec: ModelSpec, image_size, num_classes, include_top, dropout_rate,
-                      batch_norm_layer=None):
-    """SE-ResNeXt50 (32x4d), laid out like timm's `seresnext50_32x4d` (explicit symmetric pads)."""
+def mbconv_block(b: _Builder, x, args: BlockArgs, prefix: str, drop_rate: float):
+    """MBConv (MobileNetV2 inverted residual + SE): [1x1 expand] -> kxk depthwise -> SE -> 1x1
+    project -> [stochastic depth + skip]."""
+    inputs = x
+    filters = args.input_filters * args.expand_ratio
+    if args.expand_ratio != 1:
+        x = b.conv(x, filters, 1, name=f"{prefix}_expand_conv")
+        x = b.act(b.bn(x, f"{prefix}_expand_bn"), f"{prefix}_expand_act")
+    x = layers.DepthwiseConv2D(
+        args.kernel_size, strides=args.strides, padding="same", use_bias=False,
+        depthwise_initializer=conv_initializer(), name=f"{prefix}_dwconv",
+    )(x)
+    x = b.act(b.bn(x, f"{prefix}_dw_bn"), f"{prefix}_dw_act")
+    x = _squeeze_excite(b, x, args, filters, prefix)
+    x = b.conv(x, args.output_filters, 1, name=f"{prefix}_project_conv")
+    x = b.bn(x, f"{prefix}_project_bn")
+    return _residual(x, inputs, args, prefix, drop_rate)
 
-    def conv(x, filters, kernel, strides, name, groups=1):
-        if kernel > 1:
-            x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-        return (GroupedConv2D if groups > 1 else layers.Conv2D)(
-            filters, kernel, strides=strides, padding="valid", use_bias=False, groups=groups,
-            kernel_initializer=_conv_initializer(), name=name,
-        )(x)
 
-    def bn(x, name):
-        return (batch_norm_layer or layers.BatchNormalization)(
-            momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, name=name)(x)
+def fused_mbconv_block(b: _Builder, x, args: BlockArgs, prefix: str, drop_rate: float):
+    """Fused MBConv (EfficientNetV2): kxk expand conv -> SE -> 1x1 project; without expansion
+    the kxk conv (and its stride) is the projection, followed by the activation."""
+    inputs = x
+    filters = args.input_filters * args.expand_ratio
+    expanded = args.expand_ratio != 1
+    if expanded:
+        x = b.conv(x, filters, args.kernel_size, strides=args.strides,
+                   name=f"{prefix}_fused_conv")
+        x = b.act(b.bn(x, f"{prefix}_fused_bn"), f"{prefix}_fused_act")
+    x = _squeeze_excite(b, x, args, filters, prefix)
+    x = b.conv(x, args.output_filters, 1 if expanded else args.kernel_size,
+               strides=1 if expanded else args.strides, name=f"{prefix}_project_conv")
+    x = b.bn(x, f"{prefix}_project_bn")
+    if not expanded:
+        x = b.act(x, f"{prefix}_project_act")
+    return _residual(x, inputs, args, prefix, drop_rate)
 
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
-    x = conv(inputs, spec.stem_filters, 7, 2, "stem_conv")
-    x = layers.ReLU(name="stem_act")(bn(x, "stem_bn"))
-    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
-    index = 0
-    from efficientnet.models.specs import SE_RESNEXT50_STAGES
 
-    for repeats, stage_stride, width, out_filters in SE_RESNEXT50_STAGES:
-        for repeat in range(repeats):
-            prefix = f"blocks_{index}"
-            strides = stage_stride if repeat == 0 else 1
-            shortcut = x
-            y = conv(x, width, 1, 1, f"{prefix}_conv1")
-            y = layers.ReLU(name=f"{prefix}_act1")(bn(y, f"{prefix}_bn1"))
-            y = conv(y, width, 3, strides, f"{prefix}_conv2", groups=32)
-            y = layers.ReLU(name=f"{prefix}_act2")(bn(y, f"{prefix}_bn2"))
-            y = bn(conv(y, out_filters, 1, 1, f"{prefix}_conv3"), f"{prefix}_bn3")
-            squeezed = layers.GlobalAveragePooling2D(keepdims=True, name=f"{prefix}_se_pool")(y)
-            squeezed = layers.Conv2D(out_filters // 16, 1, activation="relu",
-                                     name=f"{prefix}_se_reduce")(squeezed)
-            squeezed = layers.Conv2D(out_filters, 1, activation="sigmoid",
-                                     name=f"{prefix}_se_expand")(squeezed)
-            y = layers.Multiply(name=f"{prefix}_se_excite")([y, squeezed])
-            if repeat == 0:
-                shortcut = bn(conv(x, out_filters, 1, strides, f"{prefix}_downsample_conv"),
-                              f"{prefix}_downsample_bn")
-            x = layers.ReLU(name=f"{prefix}_out")(layers.Add(name=f"{prefix}_add")([y, shortcut]))
-            index += 1
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-        if dropout_rate > 0:
-            x = layers.Dropout(dropout_rate, name="head_dropout")(x)
-        x = layers.Dense(num_classes, kernel_initializer=_dense_initializer(num_classes),
-                         dtype="float32", name="head_dense")(x)
-    return keras.Model(inputs, x, name=spec.name)
+def condconv_mbconv_block(b: _Builder, x, args: BlockArgs, prefix: str, drop_rate: float):
+    """MBConv whose 1x1 and depthwise convs are CondConvs (arXiv:1904.04971): per-example
+    kernels mixed from `condconv_num_experts` experts by a sigmoid routing of the pooled input."""
+    inputs = x
+    filters = args.input_filters * args.expand_ratio
+    experts = b.spec.condconv_num_experts
+    pooled = layers.GlobalAveragePooling2D(name=f"{prefix}_routing_pool")(x)
+    routing = layers.Dense(experts, activation="sigmoid", name=f"{prefix}_routing")(pooled)
+    if args.expand_ratio != 1:
+        x = CondConv1x1(filters, experts, name=f"{prefix}_expand_conv")([x, routing])
+        x = b.act(b.bn(x, f"{prefix}_expand_bn"), f"{prefix}_expand_act")
+    x = DepthwiseCondConv(args.kernel_size, args.strides, experts,
+                          name=f"{prefix}_dwconv")([x, routing])
+    x = b.act(b.bn(x, f"{prefix}_dw_bn"), f"{prefix}_dw_act")
+    x = _squeeze_excite(b, x, args, filters, prefix)
+    x = CondConv1x1(args.output_filters, experts, name=f"{prefix}_project_conv")([x, routing])
+    x = b.bn(x, f"{prefix}_project_bn")
+    return _residual(x, inputs, args, prefix, drop_rate)
+
+
+def _squeeze_excite(b: _Builder, x, args: BlockArgs, filters: int, prefix: str):
+    """Squeeze-and-excitation over `filters` channels (none when the block has no se_ratio)."""
+    if not args.se_ratio:
+        return x
+    # SE width is a fraction of the block *input*, not of the expanded width.
+    reduced = max(1, int(args.input_filters * args.se_ratio))
+    squeezed = layers.GlobalAveragePooling2D(keepdims=True, name=f"{prefix}_se_pool")(x)
+    squeezed = b.conv(squeezed, reduced, 1, use_bias=True, activation=b.activation,
+                      name=f"{prefix}_se_reduce")
+    squeezed = b.conv(squeezed, filters, 1, use_bias=True, activation="sigmoid",
+                      name=f"{prefix}_se_expand")
+    return layers.Multiply(name=f"{prefix}_se_excite")([x, squeezed])
+
+
+def _residual(x, inputs, args: BlockArgs, prefix: str, drop_rate: float):
+    """The skip connection (same shape in and out), with stochastic depth on the branch."""
+    if not (args.id_skip and args.strides == 1 and args.input_filters == args.output_filters):
+        return x
+    if drop_rate > 0:
+        # Stochastic depth: drop the whole residual branch per example.
+        x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{prefix}_drop")(x)
+    return layers.Add(name=f"{prefix}_add")([x, inputs])
 
 
 def build(
@@ -365,14 +228,14 @@ def build(
     # Keras walks the functional graph recursively; V2-XL's ~1,000 layers exceed the default limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     if spec.family == "se-resnext":
-        return _build_se_resnext(spec, image_size, num_classes, include_top, dropout_rate,
+        return build_se_resnext(spec, image_size, num_classes, include_top, dropout_rate,
                                  batch_norm_layer)
     return _Builder(spec, float(drop_connect_rate), batch_norm_layer)(
         image_size, num_classes, include_top, dropout_rate)
 
 
 # ---------------------------------------------------------------------------------------------
-# TF1 checkpoint names (REFERENCE.md section 5).
+# TF1 checkpoint names (docs/reference.md, "Checkpoint variable names").
 
 _LAYER_NAME = re.compile(r"^(stem|head|blocks_\d+)_(\w+)$")
 # Within one block TF1 numbers layers of a kind in call order; these are those orders.

@@ -153,14 +153,15 @@ def load_weights_for_inference(model, model_dir: str, use_ema: bool = True) -> i
     return read_step(path)
 
 
-def _tf_variable(variable):
+def tf_variable(variable):
+    """The tf.Variable behind a Keras variable (what tf.distribute and tf.train expect)."""
     value = getattr(variable, "value", None)
     return value if isinstance(value, tf.Variable) else variable
 
 
 def make_checkpoint(model, step, ema_variables=None, optimizer=None) -> tf.train.Checkpoint:
     """The `tf.train.Checkpoint` of the layout above (ema_variables: {path: variable})."""
-    objects = {"step": step, "model": {p: _tf_variable(v) for p, v in weight_dict(model).items()}}
+    objects = {"step": step, "model": {p: tf_variable(v) for p, v in weight_dict(model).items()}}
     if ema_variables:
         objects["ema"] = dict(ema_variables)
     if optimizer is not None:

@@ -22,7 +22,7 @@ from efficientnet.data import cpu_xla
 
 def tf_config_from_rank_table(rank_table: str, rank: int | None = None,
                               base_port: int | None = None) -> dict:
-    """TF_CONFIG for `rank` (default: $RANK_ID) of a seed 002 rank table file."""
+    """TF_CONFIG for `rank` (default: $RANK_ID) of a rank table file (rank_tables)."""
     import rank_tables
 
     if rank is None:

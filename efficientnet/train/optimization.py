@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from efficientnet.config.schema import Experiment
+from efficientnet.train.checkpointing import tf_variable
 from efficientnet.train.rmsprop import TF1RMSprop
 
 
@@ -85,11 +86,6 @@ def cross_entropy(labels, logits, label_smoothing: float) -> tf.Tensor:
     return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
-def _tf_variable(variable):
-    """The tf.Variable behind a Keras variable (what tf.distribute and tf.train expect)."""
-    return variable.value if isinstance(variable, keras.Variable) else variable
-
-
 class WeightAverage(tf.Module):
     """Exponential moving average of model weights, as tf.train.ExponentialMovingAverage with
     num_updates: decay = min(decay, (1 + step) / (10 + step)), so short runs are not stuck at
@@ -101,8 +97,8 @@ class WeightAverage(tf.Module):
         super().__init__(name="ema")
         self.decay = decay
         self.sources = {
-            path: _tf_variable(v) for path, v in weights.items()
-            if tf.as_dtype(_tf_variable(v).dtype).is_floating
+            path: tf_variable(v) for path, v in weights.items()
+            if tf.as_dtype(tf_variable(v).dtype).is_floating
         }
         # Created in the caller's strategy scope: mirrored exactly like the model weights.
         self.averages = {
