@@ -27,6 +27,8 @@ def test_help_explains_flags():
     (["--use_synthetic_data", "--num_cpu_devices=3", "--train_batch_size=4"], "not divisible"),
     (["--mode=eval", "--use_synthetic_data", "--image_size=32"], "No checkpoint"),
     (["--use_synthetic_data", "--precise_bn_batches=-2"], "--precise_bn_batches must be >= 0"),
+    (["--use_synthetic_data", "--base_learning_rate=nan"],
+     "--base_learning_rate must be a finite number, got nan"),
 ])
 def test_bad_flags_give_one_clear_error(tmp_path, args, fragment):
     out = run_main(f"--model_dir={tmp_path / 'm'}", *args)

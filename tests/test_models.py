@@ -180,6 +180,11 @@ def test_training_differs_from_inference_only_by_dropout_drop_connect_and_bn():
             layer.trainable = False  # frozen BN runs in inference mode
     np.testing.assert_allclose(model(images, training=True), model(images, training=False),
                                atol=1e-5)
+    for layer in model.layers:  # BN in training mode normalises with the batch's statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = True
+    assert not np.allclose(model(images, training=True), model(images, training=False),
+                           atol=1e-3)
     # Unfrozen BN uses batch statistics; dropout and drop-connect are random in training.
     stochastic = build("efficientnet-b0", image_size=64, num_classes=10, dropout_rate=0.5,
                        drop_connect_rate=0.5)

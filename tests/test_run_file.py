@@ -186,3 +186,23 @@ def test_test_sh_export_reads_config_json_and_later_flags_win(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith(f"error: {tmp_path / 'run' / 'config.json'} is not the config.json "
                                  "of a training run (JSONDecodeError: ")
+
+
+def test_config_json_is_written_only_after_the_restore_succeeded(tmp_path):
+    from efficientnet.train import testing, trainer
+    from efficientnet.train.restore import RestoreError
+
+    garbage = tmp_path / "model.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    config = Experiment().override(
+        model_dir=str(tmp_path / "run"), use_synthetic_data=True, image_size=16,
+        num_label_classes=4, train_batch_size=8, train_steps=2, iterations_per_loop=2,
+        mode="train", restore_path=str(garbage))
+    fn = testing.learnable_dataset_fn(True, 8, 16, 4)
+    with pytest.raises(RestoreError):
+        trainer.run(config, model_fn=testing.tiny_model_fn, train_dataset_fn=fn)
+    assert not (tmp_path / "run" / "config.json").exists()
+    assert not (tmp_path / "run" / "restore_report.json").exists()
+    trainer.run(config.override(restore_path=None), model_fn=testing.tiny_model_fn,
+                train_dataset_fn=fn)
+    assert run_file.read(str(tmp_path / "run")) == config.override(restore_path=None)

@@ -173,10 +173,14 @@ def test_recipe_smoke_variant_trains_and_evaluates(tmp_path, recipe):
     assert all(math.isfinite(r["loss"]) for r in result.history), result.history
 
 
-def test_custom_model_fn_takes_preprocessing_from_the_named_spec(tmp_path):
-    """A peer model (keras.applications) trains through the engine on efficientnet.data input."""
+def test_custom_model_fn_takes_preprocessing_from_the_named_spec(tmp_path, monkeypatch):
+    """A peer model (keras.applications) trains through the engine on efficientnet.data input,
+    which is built with the spec of --model_name (its mean/std and crop padding)."""
     import keras as keras_module
 
+    import efficientnet.data
+    from efficientnet.config import ConfigError
+    from efficientnet.models import get_spec
     from efficientnet.train import trainer as trainer_module
 
     def peer(config, size):
@@ -184,8 +188,22 @@ def test_custom_model_fn_takes_preprocessing_from_the_named_spec(tmp_path):
             weights=None, input_shape=(size, size, 3), classes=config.model.num_label_classes,
             classifier_activation=None)
 
+    calls = []
+    real_build_dataset = efficientnet.data.build_dataset
+
+    def spying_build_dataset(pattern, is_training, batch, spec, config, **kwargs):
+        calls.append((is_training, spec, config.image_size))
+        return real_build_dataset(pattern, is_training, batch, spec, config, **kwargs)
+
+    monkeypatch.setattr(efficientnet.data, "build_dataset", spying_build_dataset)
     config = get_experiment(
         mode="train", use_synthetic_data=True, model_dir=str(tmp_path), train_batch_size=4,
-        image_size=32, iterations_per_loop=1, train_steps=2, num_label_classes=10)
+        image_size=32, iterations_per_loop=1, train_steps=2, num_label_classes=10,
+        model_name="efficientnetv2-b0")
     result = trainer_module.run(config, model_fn=peer)
     assert result.global_step == 2 and len(result.history) == 2
+    assert calls == [(True, get_spec("efficientnetv2-b0"), 32)]
+    # A name outside the zoo has no spec: the resolution must then be given.
+    with pytest.raises(ConfigError, match="--image_size is required with a custom model"):
+        trainer_module.run(config.override(model_name="my-net", image_size=None,
+                                           model_dir=str(tmp_path / "other")), model_fn=peer)
