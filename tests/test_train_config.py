@@ -284,3 +284,17 @@ def test_export_after_training_keeps_the_eval_preprocessing():
         48, 0, "bilinear", 10, ("saved_model",), "/tmp/unused")
     export = parse_flags(export_args(config_from_flags(BASE + ["--export_dir=/tmp/e"])))
     assert (export.crop_padding, export.resize_method) == (None, None)
+
+
+def test_import_rules_config_and_data_never_import_the_trainer():
+    """efficientnet.config imports nothing else of the project; efficientnet.data only it."""
+    code = ("import sys, efficientnet.config, efficientnet.config.run_file; "
+            "print(sorted(m for m in sys.modules if m.startswith('efficientnet.')));"
+            "import efficientnet.data, efficientnet.data.pipeline; "
+            "print(sorted(m for m in sys.modules if m.startswith('efficientnet.train')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    config_modules, train_modules = out.stdout.strip().splitlines()
+    assert all(m.startswith("efficientnet.config") for m in eval(config_modules)), config_modules
+    assert eval(train_modules) == []
