@@ -155,11 +155,12 @@ def test_labels_out_of_range_give_clear_error(records):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="augment_name 'autoaug'"):
+    with pytest.raises(ValueError, match="--augment_name='autoaug' is not one of: none, "
+                                         "autoaugment, randaugment"):
         DataConfig(augment_name="autoaug")
-    with pytest.raises(ValueError, match="resize_method"):
+    with pytest.raises(ValueError, match="--resize_method='area' is not one of"):
         DataConfig(resize_method="area")
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match="--dtype='int8' is not one of: float32, float16"):
         DataConfig(dtype="int8")
     assert DataConfig(augment_name="none").augment_name is None
 
