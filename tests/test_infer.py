@@ -1,5 +1,7 @@
 """`python -m efficientnet.infer` on the formats exported by tests/test_export.py's fixture."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,7 @@ def test_cli_folder_with_corrupt_file_reports_it_and_classifies_the_rest(exporte
 
 
 @pytest.mark.slow
-def test_every_format_classifies_the_same_images_alike(exported, image_folder):
+def test_float_formats_classify_alike_and_int8_classifies_every_image(exported, image_folder):
     outputs = {}
     for name in ("saved_model", "model_fp32.tflite", "model.onnx", "model_int8.tflite"):
         results = run_infer(InferConfig(model=str(exported["dir"] / name),
@@ -88,7 +90,9 @@ def test_every_format_classifies_the_same_images_alike(exported, image_folder):
             np.testing.assert_allclose([e["probability"] for e in got],
                                        [e["probability"] for e in want], atol=1e-4)
     assert all(e["name"] in CLASS_NAMES for top in reference for e in top)
-    assert len(outputs["model_int8.tflite"]) == 3
+    int8 = outputs["model_int8.tflite"]
+    assert len(int8) == 3 and all(len(top) == 5 for top in int8)
+    assert all(math.isfinite(e["probability"]) for top in int8 for e in top)
 
 
 @pytest.mark.slow

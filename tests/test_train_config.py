@@ -196,6 +196,8 @@ def test_the_pipeline_config_and_the_tree_share_one_set_of_bounds(name, value):
 
 def test_augment_none_means_no_augmentation_in_both_configs():
     assert Experiment().override(augment_name="None").data.augment_name is None
+    config = config_from_flags(BASE + ["--augment_name=none", "--resize_method=None"])
+    assert (config.data.augment_name, config.data.resize_method) == (None, None)
     assert DataConfig(augment_name="RandAugment").augment_name == "randaugment"
 
 

@@ -84,6 +84,10 @@ def given_flags(argv: list[str]) -> tuple[str | None, dict]:
         raise ConfigError(
             f"Unexpected arguments: {' '.join(rest[1:])} (flags look like --name=value)")
     given = {name: flag_values[name].value for name in FIELDS if flag_values[name].present}
+    for name, value in given.items():  # --augment_name=none: an optional choice left unset
+        choices = FIELDS[name].metadata["check"].choices
+        if choices and None in choices and str(value).lower() in ("", "none"):
+            given[name] = None
     if "restore_exclude" in given:
         given["restore_exclude"] = tuple(given["restore_exclude"] or ())
     recipe = flag_values["recipe"].value if flag_values["recipe"].present else None
