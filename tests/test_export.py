@@ -48,7 +48,7 @@ def encode(image, image_format="JPEG"):
 
 
 def write_tfrecords(path, images, labels):
-    """TF-slim layout records (docs/reference.md, "TFRecord features"); labels stored 1-based."""
+    """TF-slim layout records (docs/reference.md#tfrecord-layout); labels stored 1-based."""
     import tensorflow as tf
 
     def feature(value):

@@ -13,7 +13,7 @@ import pytest
 from efficientnet import models
 from efficientnet.models import build, decode_block_string, encode_block_args, get_spec
 
-# Trainable parameters with 1000 classes (docs/reference.md, "Parameter counts"; the published
+# Trainable parameters with 1000 classes (docs/reference.md#parameter-counts; the published
 # tensorflow/tpu, automl and timm models).
 EXPECTED_PARAMS = {
     "efficientnet-b0": 5_288_548,
@@ -47,7 +47,7 @@ EXPECTED_PARAMS = {
     "efficientnetv2-xl": 208_119_808,
     "se-resnext50": 27_559_896,
 }
-EXPECTED_RESOLUTION = {  # (train, eval), docs/reference.md "Parameter counts"
+EXPECTED_RESOLUTION = {  # (train, eval), docs/reference.md#parameter-counts
     "efficientnet-b0": (224, 224), "efficientnet-b3": (300, 300), "efficientnet-b7": (600, 600),
     "efficientnet-l2": (800, 800), "efficientnet-lite3": (280, 280),
     "efficientnet-edgetpu-l": (300, 300), "efficientnetv2-b3": (240, 300),

@@ -21,7 +21,8 @@ from efficientnet.train.restore import (
 
 def write_tf1_checkpoint(path, model, *, model_subscope=False, head_classes=None, scope=None,
                          seed=0):
-    """A TF1-style checkpoint of `model` under the TF1 names of docs/reference.md with distinct EMA copies.
+    """A TF1-style checkpoint of `model` under its TF1 names (docs/reference.md#checkpoint-
+    variable-names), with distinct EMA copies.
 
     Returns {keras path: (raw value, ema value)}.
     """

@@ -1,7 +1,7 @@
 """Named experiments: one small entry per recipe, each with a tiny `-smoke` variant for tests.
 
 An entry is the fields it changes from the schema's defaults (which are the tensorflow/tpu B0
-recipe) and one line saying where its numbers come from; docs/reference.md ("Recipes") has the
+recipe) and one line saying where its numbers come from; docs/reference.md#recipes has the
 published figures. The learning rate is `base_learning_rate x global batch / lr_reference_batch`;
 each entry's reference batch is its published global batch, so the published learning rate comes
 out at the published batch and scales linearly from there. `--recipe=<name>` picks one; flags
@@ -33,15 +33,15 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            "warmup 5, x0.97 / 2.4 epochs, 350 epochs)",
            {}),
     Recipe("b1-imagenet-rmsprop-linear",
-           "EfficientNet paper (arXiv:1905.11946) B1 with RMSProp, linear decay from 0.15 at "
-           "batch 2048, warmup 2 epochs (docs/reference.md, Recipes)",
+           "Ascend EfficientNet-B1 entry (RMSProp, linear decay from 0.15 at batch 2048, "
+           "warmup 2 epochs); B1 from the EfficientNet paper, arXiv:1905.11946",
            {"model_name": "efficientnet-b1", "base_learning_rate": 0.15,
             "lr_reference_batch": 2048, "lr_schedule": "linear", "warmup_epochs": 2.0,
             "min_learning_rate": 5e-5, "train_batch_size": 2048, "train_steps": 350 * 625,
             "iterations_per_loop": 625, "steps_per_eval": 625 * 10}),
     Recipe("v2s-in21k-finetune",
-           "google/automl efficientnetv2 (README fine-tuning of the ImageNet-21k checkpoints; "
-           "arXiv:2104.00298): RMSProp 5e-4 constant, 15 epochs, clip 5, 384 px",
+           "Ascend EfficientNetV2-S fine-tune of google/automl's ImageNet-21k checkpoint "
+           "(automl efficientnetv2 README): RMSProp 5e-4 constant, 15 epochs, clip 5, 384 px",
            {"model_name": "efficientnetv2-s", "base_learning_rate": 5e-4,
             "lr_reference_batch": 512, "lr_schedule": "constant", "warmup_epochs": 0.0,
             "clip_global_norm": 5.0, "precision": "mixed_float16", "drop_connect_rate": 0.2,
@@ -59,8 +59,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
             "iterations_per_loop": 1001, "steps_per_eval": 5005},
            smoke_model="efficientnet-b0"),
     Recipe("seresnext50-imagenet-momentum",
-           "SE-ResNeXt paper (arXiv:1709.01507): momentum 0.9, 0.05 cosine at batch 1024 with 1 "
-           "warmup epoch, wd 1e-4, 150 epochs (docs/reference.md, Recipes)",
+           "Ascend SE-ResNeXt50 entry (momentum 0.9, 0.05 cosine at batch 1024, 1 warmup epoch, "
+           "wd 1e-4, 150 epochs); the model from the SE-Net paper, arXiv:1709.01507",
            {"model_name": "se-resnext50", "optimizer": "momentum", "base_learning_rate": 0.05,
             "lr_reference_batch": 1024, "lr_schedule": "cosine", "warmup_epochs": 1.0,
             "weight_decay": 1e-4, "label_smoothing": 0.0, "moving_average_decay": 0.0,
@@ -68,7 +68,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
             "iterations_per_loop": 1251, "steps_per_eval": 1251 * 5}),
     Recipe("fashion-mnist-demo",
            "this repository's `make demo` (efficientnet/demo.py): B0 at 32 px, 300 CPU steps; "
-           "half the TPU learning rate, cosine, precise BN (docs/reference.md, Recipes)",
+           "half the TPU learning rate, cosine, precise BN (docs/reference.md#recipes)",
            # A run of minutes: no dropout or drop-connect (they slow a run this short down), BN
            # statistics recomputed for the EMA weights before eval and export (momentum-0.99
            # statistics trail the weights of 300 steps), and 28 px images seen whole in training

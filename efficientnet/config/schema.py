@@ -243,7 +243,7 @@ class TrainConfig(_Section):
         "stay float32.", one_of(PRECISIONS))
     xla: str = setting(
         "auto", "XLA jit of the train step: auto = on for GPUs, off on CPU (slower there, "
-        "docs/reference.md).", one_of(XLA_CHOICES))
+        "docs/reference.md#known-traps).", one_of(XLA_CHOICES))
     seed: int = setting(0, "Random seed (weights init, input order).", at_least(0))
     deterministic: bool = setting(
         False, "Deterministic ops and input; resume replays the exact input.")

@@ -1,4 +1,4 @@
-"""Image preprocessing as TensorFlow graph ops (docs/reference.md, "Preprocessing constants").
+"""Image preprocessing as TensorFlow graph ops (docs/reference.md#preprocessing).
 
 - Train: a random crop from `sample_distorted_bounding_box` (min object covered 0.1, aspect
   3/4..4/3, area 0.08..1, 10 attempts; the centre crop when no attempt succeeds), decoded together

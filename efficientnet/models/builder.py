@@ -4,7 +4,7 @@ Only `keras.layers` and `keras.ops` are used, so the models run on every Keras b
 
 Layer names follow one pattern, `<scope>_<role>`, where scope is `stem`, `blocks_<i>` or `head`
 and role names what the layer does (`expand_conv`, `dw_bn`, `se_reduce`, ...). The TF1 checkpoint
-names (docs/reference.md, "Checkpoint variable names") are derived from those names by
+names (docs/reference.md#checkpoint-variable-names) are derived from those names by
 `tf1_variable_names`, so the mapping survives saving and reloading a model and never depends on
 layer creation order.
 
@@ -235,7 +235,7 @@ def build(
 
 
 # ---------------------------------------------------------------------------------------------
-# TF1 checkpoint names (docs/reference.md, "Checkpoint variable names").
+# TF1 checkpoint names (docs/reference.md#checkpoint-variable-names).
 
 _LAYER_NAME = re.compile(r"^(stem|head|blocks_\d+)_(\w+)$")
 # Within one block TF1 numbers layers of a kind in call order; these are those orders.

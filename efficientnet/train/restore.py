@@ -4,8 +4,8 @@ Sources, detected from the path:
 
 - `native`: a checkpoint of this project (directory or `ckpt-N` prefix; `checkpointing.py`).
 - `tf1`: a tensorflow/tpu or google/automl EfficientNet / EfficientNetV2 checkpoint, variables named
-  as in docs/reference.md "Checkpoint variable names" (`efficientnet-b0/blocks_0/conv2d/kernel`, with or without the `model/`
-  sub-scope), `/ExponentialMovingAverage` copies preferred unless `prefer_ema=False`.
+  as in docs/reference.md#checkpoint-variable-names (`efficientnet-b0/blocks_0/conv2d/kernel`,
+  with or without the `model/` sub-scope), `/ExponentialMovingAverage` copies preferred unless `prefer_ema=False`.
 - `keras`: a Keras weights file (`.weights.h5`) of the same architecture.
 - `torch`: a PyTorch state dict (`.pth`/`.pt`/`.bin`, zip or legacy, or `.safetensors`) in
   efficientnet_pytorch or timm naming, read without torch (`torch_files.py`, `torch_names.py`);
