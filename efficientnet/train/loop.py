@@ -72,7 +72,7 @@ class Trainer:
                  reporter: Reporter | None = None):
         self.config = config
         self.strategy = strategy
-        self.is_chief, self.task_id, _ = distribute.task_info(strategy)
+        self.is_chief, self.task_id, self.num_workers = distribute.task_info(strategy)
         self.reporter = reporter or Reporter(config.train.model_dir, self.is_chief)
         self.train_size, self.eval_size = image_sizes(config, spec)
         model_fn = model_fn or default_model_fn
