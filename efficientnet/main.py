@@ -49,7 +49,8 @@ def _main(argv: list[str]) -> int:
         if isinstance(error, tf.errors.DataLossError):
             from efficientnet.train.faults import data_loss_error
 
-            raise data_loss_error(None if config.data.use_synthetic_data else config.data.data_dir,
+            data = config.data
+            raise data_loss_error(None if data.use_synthetic_data else data.data_dir,
                                   error) from error
         raise
     return 0

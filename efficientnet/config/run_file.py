@@ -61,8 +61,9 @@ def read(model_dir: str | None) -> Experiment | None:
         return Experiment.from_flat(document, name=document.get("recipe") or Experiment.name,
                                     ignore_unknown=True)
     except (OSError, ValueError, TypeError) as error:  # JSONDecodeError, ConfigError: ValueErrors
-        raise ConfigError(f"{path} is not the config.json of a training run "
-                          f"({type(error).__name__}: {error}); restore it or move it away") from None
+        raise ConfigError(
+            f"{path} is not the config.json of a training run ({type(error).__name__}: "
+            f"{error}); restore it or move it away") from None
 
 
 def eval_overrides(model_dir: str | None, given: dict) -> dict:

@@ -402,14 +402,14 @@ class DataConfig:
     from the experiment). Checked by the tree's field checks."""
 
     image_size: int | None = None  # None: spec.train_size when training, spec.eval_size for eval
-    num_label_classes: int = 1000  # 1001 keeps TFRecord labels (1..1000) as they are; else label - 1
+    num_label_classes: int = 1000  # 1001 keeps TFRecord labels (1..1000); else label - 1
     augment_name: str | None = None
     randaug_num_layers: int = 2
     randaug_magnitude: int = 10
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
-    # 'bicubic' (TF2 tf.image.resize) | 'bicubic_tf1' (exact ResizeBicubic, half_pixel_centers=False,
-    # for parity with TF1 checkpoints) | 'bilinear'
+    # 'bicubic' (TF2 tf.image.resize) | 'bicubic_tf1' (exact ResizeBicubic,
+    # half_pixel_centers=False, for parity with TF1 checkpoints) | 'bilinear'
     resize_method: str = "bicubic"
     dtype: str = dataclasses.field(default="float32", metadata={"check": one_of(DTYPES)})
     shuffle_buffer: int = 1024

@@ -5,7 +5,8 @@ Sources, detected from the path:
 - `native`: a checkpoint of this project (directory or `ckpt-N` prefix; `checkpointing.py`).
 - `tf1`: a tensorflow/tpu or google/automl EfficientNet / EfficientNetV2 checkpoint, variables named
   as in docs/reference.md#checkpoint-variable-names (`efficientnet-b0/blocks_0/conv2d/kernel`,
-  with or without the `model/` sub-scope), `/ExponentialMovingAverage` copies preferred unless `prefer_ema=False`.
+  with or without the `model/` sub-scope), `/ExponentialMovingAverage` copies preferred unless
+  `prefer_ema=False`.
 - `keras`: a Keras weights file (`.weights.h5`) of the same architecture.
 - `torch`: a PyTorch state dict (`.pth`/`.pt`/`.bin`, zip or legacy, or `.safetensors`) in
   efficientnet_pytorch or timm naming, read without torch (`torch_files.py`, `torch_names.py`);
@@ -13,8 +14,8 @@ Sources, detected from the path:
 
 Exclusion patterns are prefixes or regular expressions matched against every name a variable has:
 its Keras path (`head_dense/kernel`), its TF1 name (`efficientnet-b0/head/dense/kernel`) and the
-TF1 name with `model/` (`efficientnet-b0/model/head/dense/kernel`), so the TF1 code's own example and
-a short `head/dense` both work. Everything done is reported in `restore_report.json`.
+TF1 name with `model/` (`efficientnet-b0/model/head/dense/kernel`), so the TF1 code's own
+example and a short `head/dense` both work. Everything done is reported in `restore_report.json`.
 """
 
 from __future__ import annotations
