@@ -284,9 +284,21 @@ def test_truncated_and_garbage_checkpoints(tmp_path):
     assert metrics_steps(model_dir) == [2, 4, 6, 8]
     assert not os.path.exists(os.path.join(model_dir, "ckpt-8_temp"))
 
+    # Another head: refused by config.json before anything is touched; without a config.json,
+    # by the checkpoint that does not fit.
+    config_json = os.path.join(model_dir, "config.json")
+    saved = open(config_json, "rb").read()
+    other_head = run(args + ["--train_steps=10", "--num_label_classes=7"])
+    assert other_head.returncode == 2
+    assert error_line(other_head) == (
+        f"error: --num_label_classes=7 contradicts 4 of the run in {config_json}; "
+        "use another --model_dir")
+    assert open(config_json, "rb").read() == saved
+    os.remove(config_json)
     other_head = run(args + ["--train_steps=10", "--num_label_classes=7"])
     assert other_head.returncode == 2
     assert f"checkpoint {model_dir}/ckpt-8 does not fit this model (" in error_line(other_head)
+    assert not os.path.exists(config_json)  # written only once the restore succeeded
     assert metrics_steps(model_dir) == [2, 4, 6, 8]
 
     for index in glob.glob(os.path.join(model_dir, "ckpt-*.index")):
