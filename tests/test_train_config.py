@@ -73,6 +73,11 @@ def test_registry_names_and_sources():
     assert set(ALIASES.values()) <= set(RECIPES)
 
 
+def test_every_name_of_the_previous_release_is_an_alias():
+    assert set(ALIASES) == {"tpu-rmsprop", "seed000-b1", "seed001-v2-finetune", "seed003-pycls",
+                            "seed004-se-resnext"}
+
+
 @pytest.mark.parametrize("old, new", sorted(ALIASES.items()))
 def test_old_recipe_names_still_work_and_name_the_new_one(old, new, capsys):
     config = get_experiment(old)

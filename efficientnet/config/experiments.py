@@ -90,15 +90,14 @@ SMOKE_VALUES = {
     "precise_bn_batches": 0,
 }
 
-# Names of the previous release, accepted (with a one-line notice) for one more release. Four
-# were numbered after the user reports their numbers came from ("<prefix>000-b1", ...).
-_NUMBERED = "seed"
+# Names of the previous release, accepted (with a one-line notice) for one more release so that
+# users' scripts keep working. These keys are the only place the old numbered names remain.
 ALIASES = {
     "tpu-rmsprop": "b0-imagenet-rmsprop",
-    _NUMBERED + "000-b1": "b1-imagenet-rmsprop-linear",
-    _NUMBERED + "001-v2-finetune": "v2s-in21k-finetune",
-    _NUMBERED + "003-pycls": "b3-imagenet-sgd-cosine",
-    _NUMBERED + "004-se-resnext": "seresnext50-imagenet-momentum",
+    "seed000-b1": "b1-imagenet-rmsprop-linear",
+    "seed001-v2-finetune": "v2s-in21k-finetune",
+    "seed003-pycls": "b3-imagenet-sgd-cosine",
+    "seed004-se-resnext": "seresnext50-imagenet-momentum",
 }
 
 
