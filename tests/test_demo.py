@@ -32,9 +32,10 @@ def test_demo_then_test_sh_export_and_infer(tmp_path):
     assert evaluation["num_images"] == 10000 and evaluation["global_step"] == 200
     scratch = json.loads((tmp_path / "model_scratch" / "eval_results.json").read_text())
     assert scratch["num_images"] == 10000 and scratch["global_step"] == 200
-    # Measured 80.1 % fine-tuned vs 70.3 % from scratch (the same 200 steps).
-    assert evaluation["top_1_accuracy"] > 0.72, evaluation
-    assert evaluation["top_1_accuracy"] > scratch["top_1_accuracy"] + 0.03, (evaluation, scratch)
+    # Fine-tuned 80.1-80.4 % vs 70.3-77.6 % from scratch in the same 200 steps: the scratch run
+    # moves by several points between hosts, so the test asks for a lead, not its size.
+    assert evaluation["top_1_accuracy"] > 0.75, evaluation
+    assert evaluation["top_1_accuracy"] > scratch["top_1_accuracy"], (evaluation, scratch)
     restored = json.loads((tmp_path / "model" / "restore_report.json").read_text())
     assert restored["format"] == "torch" and restored["excluded"] == [
         "head_dense/kernel", "head_dense/bias"] and len(restored["restored"]) == 245
