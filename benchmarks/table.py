@@ -115,19 +115,13 @@ def accuracy_rows(result: dict) -> list[tuple]:
         rows.append((f"Fashion-MNIST top-1, efficientnet-b0 {settings['image_size']} px from "
                      f"scratch, {settings['epochs']:g} epochs",
                      f"{part['final']['top_1_accuracy']:.2%}", "", ""))
-    if "finetune_5_9_restored" in result:
-        restored, scratch = (result[f"finetune_5_9_{key}"]["final"]["top_1_accuracy"]
-                             for key in ("restored", "scratch"))
-        rows.append(("Fashion-MNIST top-1 on classes 5-9 after pretraining on 0-4 "
-                     "(`--restore_path`, head excluded)", f"{restored:.2%}",
-                     f"{scratch:.2%} (from scratch, same steps)",
-                     f"{100 * (restored - scratch):+.2f} points"))
     part = result.get("imagenet_finetune", {})
     if "imagenet" in part:
         tuned, scratch = (part[key]["final"]["top_1_accuracy"] for key in ("imagenet", "scratch"))
         rows.append((f"Fashion-MNIST top-1, ImageNet efficientnet-lite0 (PyTorch weights) "
                      f"fine-tuned {part['settings']['image_size']} px, "
-                     f"{part['settings']['epochs']:g} epoch(s)", f"{tuned:.2%}",
+                     f"{part['settings']['epochs']:g} epoch(s), "
+                     f"{part['imagenet']['wall_seconds'] / 60:.0f} min", f"{tuned:.2%}",
                      f"{scratch:.2%} (from scratch, same steps)",
                      f"{100 * (tuned - scratch):+.2f} points"))
     if "int8" in part:

@@ -1,5 +1,5 @@
 """The benchmark harness: result files, the generated results table, each benchmark's statistic
-and output (fed fake readings), the accuracy subsets."""
+and output (fed fake readings), the accuracy recipe."""
 
 from __future__ import annotations
 
@@ -288,43 +288,6 @@ def test_conversion_links_every_file_and_reports_the_paired_speedup(results_dir,
         "threads) | 10.0x | 2-core AMD EPYC, AVX-512 VNNI |")
 
 
-def _write_records(path: Path, labels: list[int]) -> None:
-    import tensorflow as tf
-
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for index, label in enumerate(labels):
-            feature = {
-                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                "image/filename": tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[f"{index}.jpg".encode()])),
-            }
-            writer.write(tf.train.Example(
-                features=tf.train.Features(feature=feature)).SerializeToString())
-
-
-def test_accuracy_subset_keeps_chosen_classes_relabelled_from_one(tmp_path):
-    import tensorflow as tf
-
-    source = tmp_path / "all"
-    source.mkdir()
-    # 1-based labels as tfrecord_tools writes them: 0-based class c is label c + 1.
-    _write_records(source / "train-00000-of-00001", [1, 6, 7, 2, 10, 6])
-    _write_records(source / "validation-00000-of-00001", [6, 1, 8])
-    (source / "labels.txt").write_text("\n".join(f"class{c}" for c in range(10)) + "\n")
-
-    written = accuracy.write_subset(source, tmp_path / "sub", [5, 6, 7, 8, 9])
-
-    assert written == 4
-    labels = [tf.train.Example.FromString(r.numpy()).features.feature[
-        "image/class/label"].int64_list.value[0]
-        for r in tf.data.TFRecordDataset(str(tmp_path / "sub" / "train-00000-of-00001"))]
-    assert labels == [1, 2, 5, 1]
-    assert (tmp_path / "sub" / "labels.txt").read_text().splitlines() == [
-        "class5", "class6", "class7", "class8", "class9"]
-    # A second call reuses the finished subset.
-    assert accuracy.write_subset(source, tmp_path / "sub", [5, 6, 7, 8, 9]) == 4
-
-
 def test_accuracy_trains_through_the_cli_with_its_recipe_and_reads_the_eval_curve(
         tmp_path, monkeypatch):
     commands = []
@@ -360,13 +323,17 @@ def test_accuracy_trains_through_the_cli_with_its_recipe_and_reads_the_eval_curv
 
 def test_accuracy_table_rows_read_each_part(results_dir):
     scratch = {"final": {"top_1_accuracy": 0.92345}, "settings": {"image_size": 48, "epochs": 10}}
-    transfer = {"finetune_5_9_restored": {"final": {"top_1_accuracy": 0.9568}},
-                "finetune_5_9_scratch": {"final": {"top_1_accuracy": 0.9246}}}
-    assert table.accuracy_rows({"scratch_10_classes": scratch, **transfer}) == [
+    finetune = {"settings": {"image_size": 80, "epochs": 3},
+                "imagenet": {"final": {"top_1_accuracy": 0.9412}, "wall_seconds": 1500.0},
+                "scratch": {"final": {"top_1_accuracy": 0.9001}},
+                "int8": {"tflite": {"top1": 0.9412}, "tflite_int8": {"top1": 0.9398}}}
+    assert table.accuracy_rows({"scratch_10_classes": scratch, "imagenet_finetune": finetune}) == [
         ("Fashion-MNIST top-1, efficientnet-b0 48 px from scratch, 10 epochs", "92.34%", "", ""),
-        ("Fashion-MNIST top-1 on classes 5-9 after pretraining on 0-4 (`--restore_path`, head "
-         "excluded)", "95.68%", "92.46% (from scratch, same steps)", "+3.22 points")]
-    assert len(table.accuracy_rows(transfer)) == 1
+        ("Fashion-MNIST top-1, ImageNet efficientnet-lite0 (PyTorch weights) fine-tuned 80 px, "
+         "3 epoch(s), 25 min", "94.12%", "90.01% (from scratch, same steps)", "+4.11 points"),
+        ("Fashion-MNIST top-1 of the fine-tuned Lite0, TFLite int8 (10,000 images)", "93.98%",
+         "94.12% (TFLite fp32)", "-0.14 points")]
+    assert table.accuracy_rows({"imagenet_finetune": {"settings": {}}}) == []
     # Results written before per-part settings kept image_size and epochs at the top level.
     old = {"image_size": 32, "epochs": 9, "scratch_10_classes": {"final": scratch["final"]}}
     assert table.accuracy_rows(old)[0][0].endswith("32 px from scratch, 9 epochs")
