@@ -179,9 +179,28 @@ def int8_gap(result: dict, data: Path, work: Path, epochs: float, image_size: in
         _run([sys.executable, "-m", "efficientnet.convert", "--model_name=efficientnet-lite0",
               f"--checkpoint={_lite0_weights()}", f"--output_dir={converted}"],
              work / "logs" / "convert_lite0.log")
-    result["imagenet_photos_int8"] = _export(
+    part = result["imagenet_photos_int8"] = _export(
         converted, Path(photos.write_records(str(work / "photos"))), work / "export_photos",
         ["--num_steps=40"])
+    part["batch1_p50_ms"] = _latency({fmt: work / "export_photos" / f"model_{name}.tflite"
+                                      for fmt, name in (("tflite", "fp32"),
+                                                        ("tflite_int8", "int8"))})
+
+
+def _latency(paths: dict, rounds: int = 3) -> dict:
+    """{format: batch-1 p50 ms}, the best of `rounds` interleaved rounds on every core."""
+    import os
+
+    from efficientnet import infer
+    from efficientnet.export import load_predictor
+
+    predictors = {fmt: load_predictor(str(path), os.cpu_count()) for fmt, path in paths.items()}
+    best: dict = {}
+    for _ in range(rounds):
+        for fmt, predictor in predictors.items():
+            p50 = round(infer.benchmark(predictor, runs=40)["batch1_p50_ms"], 2)
+            best[fmt] = min(best.get(fmt, p50), p50)
+    return best
 
 
 def main(argv=None) -> int:

@@ -129,6 +129,15 @@ def accuracy_rows(result: dict) -> list[tuple]:
         rows.append(("Fashion-MNIST top-1 of the fine-tuned Lite0, TFLite int8 (10,000 images)",
                      f"{int8:.2%}", f"{fp32:.2%} (TFLite fp32)",
                      f"{100 * (int8 - fp32):+.2f} points"))
+    photos = result.get("imagenet_photos_int8", {})
+    if "batch1_p50_ms" in photos:
+        latency, top1 = photos["batch1_p50_ms"], {f: photos[f]["top1"] for f in ("tflite",
+                                                                                  "tflite_int8")}
+        rows.append((f"ImageNet efficientnet-lite0 as TFLite int8, 224 px, batch-1 latency "
+                     f"(p50), labelled photos right: int8 {top1['tflite_int8']:.0%}, fp32 "
+                     f"{top1['tflite']:.0%}", f"{latency['tflite_int8']:.2f} ms",
+                     f"{latency['tflite']:.2f} ms (TFLite fp32)",
+                     f"{latency['tflite_int8'] / latency['tflite']:.2f}x"))
     return rows
 
 

@@ -333,6 +333,11 @@ def test_accuracy_table_rows_read_each_part(results_dir):
          "3 epoch(s), 25 min", "94.12%", "90.01% (from scratch, same steps)", "+4.11 points"),
         ("Fashion-MNIST top-1 of the fine-tuned Lite0, TFLite int8 (10,000 images)", "93.98%",
          "94.12% (TFLite fp32)", "-0.14 points")]
+    photos = {"tflite": {"top1": 1.0}, "tflite_int8": {"top1": 2 / 3},
+              "batch1_p50_ms": {"tflite": 12.0, "tflite_int8": 7.044}}
+    assert table.accuracy_rows({"imagenet_photos_int8": photos}) == [
+        ("ImageNet efficientnet-lite0 as TFLite int8, 224 px, batch-1 latency (p50), labelled "
+         "photos right: int8 67%, fp32 100%", "7.04 ms", "12.00 ms (TFLite fp32)", "0.59x")]
     assert table.accuracy_rows({"imagenet_finetune": {"settings": {}}}) == []
     # Results written before per-part settings kept image_size and epochs at the top level.
     old = {"image_size": 32, "epochs": 9, "scratch_10_classes": {"final": scratch["final"]}}

@@ -266,6 +266,7 @@ def test_fashion_mnist_conversion_and_verify(sandbox):
     sh(readme("python -m tfrecord_tools fashion-mnist --output_directory=/data/fmnist"), sandbox)
     report = json.loads((sandbox / "data" / "fmnist" / "conversion_report.json").read_text())
     assert report["written"] == {"train": 60000, "validation": 10000} and not report["skipped"]
-    verified = sh(readme("python -m tfrecord_tools verify /data/fmnist"), sandbox)
-    assert "70000" in verified.stdout.replace(",", "") or "60000" in verified.stdout.replace(
-        ",", ""), verified.stdout
+    verified = sh(readme("python -m tfrecord_tools verify /data/fmnist"), sandbox).stdout
+    histogram = ", ".join(f"{label}: 6000" for label in range(1, 11))
+    assert "train: 60,000 records" in verified and f"histogram (label: records): {histogram}" \
+        in verified and "validation: 10,000 records" in verified and verified.endswith("OK\n")

@@ -476,15 +476,3 @@ def test_kill_and_resume_gives_identical_files(tmp_path):
         assert (killed / name).stat().st_mtime_ns == mtime
     report = json.loads((killed / "conversion_report.json").read_text())
     assert report["written"] == {"train": 20000, "validation": 1000}
-
-
-@needs_fashion_mnist
-@pytest.mark.slow
-def test_fashion_mnist_full_counts(tmp_path):
-    report = tfrecord_tools.convert_fashion_mnist(str(tmp_path), num_workers=2, quiet=True)
-    assert report["written"] == {"train": 60000, "validation": 10000}
-    assert report["skipped"] == []
-    verified = tfrecord_tools.verify(str(tmp_path), quiet=True)
-    assert verified["ok"]
-    assert verified["splits"]["train"]["classes"] == {label: 6000 for label in range(1, 11)}
-    assert verified["splits"]["validation"]["classes"] == {label: 1000 for label in range(1, 11)}
