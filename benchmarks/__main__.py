@@ -1,8 +1,8 @@
 """`python -m benchmarks run [--quick] [--only NAME]`: speed next to peers, into results/.
 
-Each benchmark writes `benchmarks/results/<name>.json` (figures, machine, library versions) and
-a PNG; then the performance table of README.md and benchmarks/README.md is regenerated
-(`python -m benchmarks table --write` does only that).
+Each benchmark writes `benchmarks/results/<name>.json` (figures, machine, library versions);
+then the tables of README.md and benchmarks/README.md are regenerated (`python -m benchmarks
+table --write` does only that).
 """
 
 from __future__ import annotations
@@ -15,18 +15,13 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Before any benchmark imports TensorFlow: the toolkit's oneDNN default (efficientnet/__init__.py),
-# so the engine is measured as users run it.
+# Before a benchmark imports TensorFlow: the toolkit's oneDNN default, as users run the engine.
 import efficientnet  # noqa: E402,F401
 
 # name -> module with `run(quick: bool) -> dict`, the figures of results/<name>.json.
-BENCHMARKS = {
-    "train": "benchmarks.train_speed",
-    "input": "benchmarks.input_pipeline",
-    "conversion": "benchmarks.conversion",
-    "latency": "benchmarks.latency",
-    "scaling": "benchmarks.scaling",
-}
+BENCHMARKS = {"train": "benchmarks.train_speed", "input": "benchmarks.input_pipeline",
+              "conversion": "benchmarks.conversion", "latency": "benchmarks.latency",
+              "scaling": "benchmarks.scaling"}
 
 
 def main(argv=None) -> int:
@@ -53,8 +48,7 @@ def main(argv=None) -> int:
         print(f"[{name}] running{' (quick)' if args.quick else ''} ...", flush=True)
         start = time.perf_counter()
         result = module.run(quick=args.quick)
-        result["wall_seconds"] = round(time.perf_counter() - start, 1)
-        result["quick"] = args.quick
+        result.update(wall_seconds=round(time.perf_counter() - start, 1), quick=args.quick)
         path = common.write_result(name, result)
         for line in results_table.markdown_rows(name, json.loads(path.read_text())):
             print(f"[{name}] {line}")

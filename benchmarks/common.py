@@ -1,4 +1,4 @@
-"""Shared plumbing of the benchmarks: result files, machine info, the paired statistic."""
+"""Shared plumbing of the benchmarks: result files, machine info, subprocesses, the statistic."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ import sys
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+# The vector extensions that decide which kernels TensorFlow, oneDNN and XNNPACK pick.
+SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "neon",
+              "asimd")
 
 
 def machine_info() -> dict:
@@ -68,31 +72,42 @@ def _cpuinfo() -> str:
         return ""
 
 
-# The vector extensions that decide which kernels TensorFlow, oneDNN and XNNPACK pick.
-SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "neon",
-              "asimd")
-
-
 def cpu_simd(cpuinfo: str | None = None) -> list[str]:
     """The SIMD_FLAGS that /proc/cpuinfo (or `cpuinfo`) reports, in SIMD_FLAGS order."""
     flags: set[str] = set()
     for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
-        key = line.split(":", 1)[0].strip().lower()
-        if key in ("flags", "features") and ":" in line:
+        if line.split(":", 1)[0].strip().lower() in ("flags", "features") and ":" in line:
             flags.update(line.split(":", 1)[1].split())
     return [flag for flag in SIMD_FLAGS if flag in flags]
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API outside Linux
+        return os.cpu_count() or 1
+
+
+def json_line(args: list[str], what: str, timeout: float = 1800, **kwargs) -> dict:
+    """Runs `args` (from the repository root) and returns the JSON of its last stdout line;
+    RuntimeError naming `what` with the end of its stderr when it fails."""
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          **kwargs)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def paired_ratio(readings: dict, name: str, reference: str) -> float:
-    """Median over rounds of readings[name] / readings[reference] taken in the same round: both
-    sides of each ratio share the host's load of that moment, and the median ignores an odd
-    round."""
+    """Median over rounds of readings[name] / readings[reference] of the same round: both sides
+    of a ratio share that moment's load, and the median ignores an odd round."""
     return statistics.median(a / b for a, b in zip(readings[name], readings[reference]))
 
 
 def write_result(name: str, result: dict) -> Path:
-    """Writes `results/<name>.json` with the machine info added to `result["machine"]` (what
-    only the benchmark knows, such as a GPU's name); returns the path."""
+    """Writes `results/<name>.json`, machine info merged into `result["machine"]` (which holds
+    what only the benchmark knows, such as a GPU's name); returns the path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     payload = {"benchmark": name, **result,

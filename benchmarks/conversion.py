@@ -2,7 +2,7 @@
 its `conversion_report.json`) against the TF-models `build_imagenet_data.py` approach (threads,
 one image at a time, a TensorFlow decode of each), on 10,000 files (2,000 generated JPEGs, each
 hard-linked 5 times, so that a fixed start-up does not weigh). Statistic: the median over
-interleaved rounds of ours / baseline images/s within the same round.
+interleaved rounds of ours / baseline images/s of the same round.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from benchmarks import common
-from benchmarks.input_pipeline import HEIGHT, WIDTH, cores, make_images
+from benchmarks.input_pipeline import HEIGHT, WIDTH, make_images
 
 COPIES = 5
 
@@ -67,8 +68,7 @@ def ours_convert(input_directory: str, output_directory: str, workers: int) -> f
                     f"--output_directory={output_directory}", "--validation_fraction=0",
                     f"--train_shards={workers}", f"--num_workers={workers}"],
                    check=True, capture_output=True, text=True)
-    with open(os.path.join(output_directory, "conversion_report.json")) as f:
-        report = json.load(f)
+    report = json.loads(Path(output_directory, "conversion_report.json").read_text())
     return report["written"]["train"] / report["seconds"]
 
 
@@ -92,28 +92,25 @@ def linked_copies(source_directory: str, directory: str, copies: int) -> list[st
 
 def run(quick: bool = False) -> dict:
     num_images, copies, rounds = (400, 1, 1) if quick else (2000, COPIES, 3)
-    workers = cores()
+    workers = common.cores()
     rates: dict = {"ours": [], "baseline": []}
     with tempfile.TemporaryDirectory() as tmp:
         make_images(os.path.join(tmp, "images"), num_images)
         source = os.path.join(tmp, "linked")
         paths = linked_copies(os.path.join(tmp, "images"), source, copies)
-        for index in range(rounds):
-            for name in ("baseline", "ours"):
-                output = os.path.join(tmp, f"{name}{index}")  # deleted after its reading
-                os.makedirs(output)
-                rates[name].append(baseline_convert(paths, output, workers) if name == "baseline"
-                                   else ours_convert(source, output, workers))
-                shutil.rmtree(output)
-    ours, baseline = max(rates["ours"]) / workers, max(rates["baseline"]) / workers
-    speedup = common.paired_ratio(rates, "ours", "baseline")
+        for _ in range(rounds):  # each output is deleted after its reading
+            with tempfile.TemporaryDirectory(dir=tmp) as output:
+                rates["baseline"].append(baseline_convert(paths, output, workers))
+            with tempfile.TemporaryDirectory(dir=tmp) as output:
+                rates["ours"].append(ours_convert(source, output, workers))
+    best = {name: round(max(values) / workers, 1) for name, values in rates.items()}
     return {
         "cores": workers, "conversion_images": len(paths), "conversion_repeats": rounds,
         "source_images": f"{num_images} JPEGs {WIDTH}x{HEIGHT} q90, each {copies} times",
         "conversion_images_per_sec_per_core": {
-            "tfrecord_tools": round(ours, 1), "baseline (TF-models style threads)":
-                round(baseline, 1)},
+            "tfrecord_tools": best["ours"], "baseline (TF-models style threads)": best["baseline"]},
         "conversion_images_per_sec_per_round": {k: [round(v, 1) for v in values]
                                                 for k, values in rates.items()},
-        "conversion_speedup_paired_median": round(speedup, 2),
+        "conversion_speedup_paired_median": round(
+            common.paired_ratio(rates, "ours", "baseline"), 2),
     }

@@ -1,6 +1,6 @@
 """GPU training speed: our models under Keras 3 on JAX vs timm's twins with AMP.
 
-No TensorFlow on the GPU machines: the zoo's models (keras.layers / keras.ops only) train under
+The GPU machines have no TensorFlow: the zoo's models (keras.layers / keras.ops only) train under
 `KERAS_BACKEND=jax` with a jitted stateless step (the engine's RMSProp, label smoothing, weight
 decay); timm's twin (bf16 autocast, channels_last) runs in its own process. Statistic: images/s,
 median of the timed steps after a warm-up; a run whose loss is not finite is not counted.
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -130,15 +129,15 @@ def main(argv=None) -> int:
 
     results = []
     for name in args.models.split(","):
-        size = get_spec(name).train_size
-        flags = [f"--batch={args.batch}", f"--size={size}", f"--steps={args.steps}",
-                 f"--warmup={args.warmup}"]
+        flags = [f"--batch={args.batch}", f"--size={get_spec(name).train_size}",
+                 f"--steps={args.steps}", f"--warmup={args.warmup}"]
         # One process each: JAX and PyTorch each claim most of the GPU memory.
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_jax", "speed-one",
-                               f"--model={name}", f"--precision={args.precision}", *flags],
-                              capture_output=True, text=True)
-        ours = (json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else
-                {"framework": "keras-jax", "error": proc.stderr.strip().splitlines()[-1:]})
+        try:
+            ours = common.json_line([sys.executable, "-m", "benchmarks.gpu_jax", "speed-one",
+                                     f"--model={name}", f"--precision={args.precision}", *flags],
+                                    f"{name} on JAX")
+        except RuntimeError as error:
+            ours = {"framework": "keras-jax", "error": str(error).strip().splitlines()[-1:]}
         peer = run_peer("train", f"--model={TIMM_TWINS[name]}", "--device=cuda", *flags)
         for row in [ours] + ([peer] if peer else []):
             results.append({**row, "model": name})

@@ -1,17 +1,15 @@
 """What AutoAugment and RandAugment cost in the training input pipeline, per CPU core.
 
 `build_dataset` at 224 px, batch 32, on ImageNet-like JPEGs (500x375, natural image spectrum,
-quality 96, no chroma subsampling, ~112 KB): plain, + AutoAugment (v0), + RandAugment (2 layers,
-magnitude 10), in interleaved rounds in a fresh process set up as training sets itself up (CPU
-XLA programs on one thread each, efficientnet.data.cpu_xla). Statistic: the median over rounds
-of 1 - augmented / plain images/s within the same round.
+quality 96, 4:4:4, ~112 KB): plain, + AutoAugment (v0), + RandAugment (2 layers, magnitude 10),
+in interleaved rounds in a fresh process set up as training is (efficientnet.data.cpu_xla).
+Statistic: the median over rounds of 1 - augmented / plain images/s of the same round.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,13 +20,6 @@ from benchmarks import common
 
 WIDTH, HEIGHT, SIZE, BATCH = 500, 375, 224, 32
 AUGMENTS = {"plain": None, "autoaugment": "autoaugment", "randaugment": "randaugment"}
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _smooth_image(rng, width: int, height: int) -> np.ndarray:
@@ -57,9 +48,8 @@ def _photo_like_image(rng, width: int, height: int) -> np.ndarray:
     return np.clip(128 + 24 * mixed / mixed.std(), 0, 255).astype(np.uint8)
 
 
-# kind -> (picture, JPEG quality, chroma subsampling). "photo" decodes as ImageNet's JPEGs do
-# (~112 KB; ImageNet's train set averages ~110 KB); "light" (~47 KB) is what the conversion
-# benchmark copies around.
+# kind -> (picture, JPEG quality, chroma subsampling). "photo" (~112 KB) decodes as ImageNet's
+# JPEGs (~110 KB on average) do; "light" (~47 KB) is what the conversion benchmark copies.
 JPEG_KINDS = {"light": (_smooth_image, 90, 2), "photo": (_photo_like_image, 96, 0)}
 
 
@@ -102,8 +92,7 @@ def pipeline_reading(pattern: str, augment_name: str | None, batches: int) -> fl
 
 
 def interleaved_rounds(pattern: str, batches: int, rounds: int) -> dict:
-    """{pipeline: [images/s of each round]} for AUGMENTS, in `rounds` rounds (one of each in
-    order per round)."""
+    """{pipeline: [images/s of each round]}: each round reads every AUGMENTS pipeline in turn."""
     rates: dict = {name: [] for name in AUGMENTS}
     for _ in range(rounds):
         for name, augment_name in AUGMENTS.items():
@@ -135,32 +124,28 @@ def run(quick: bool = False) -> dict:
                        validation_fraction=0, quiet=True)
         pattern = os.path.join(tmp, "records", "train-*")
         # A fresh process: the CPU XLA setting must come before TensorFlow starts.
-        child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.input_pipeline", f"--records={pattern}",
-             f"--batches={batches}", f"--rounds={rounds}"], check=True, capture_output=True,
-            text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    rates = json.loads(child.stdout.strip().splitlines()[-1])
-    return {"cores": cores(), "image_size": SIZE, "batch_size": BATCH,
+        rates = common.json_line([sys.executable, "-m", "benchmarks.input_pipeline",
+                                  f"--records={pattern}", f"--batches={batches}",
+                                  f"--rounds={rounds}"], "the input pipelines")
+    return {"cores": common.cores(), "image_size": SIZE, "batch_size": BATCH,
             "pipeline_batches": batches, "pipeline_rounds": rounds,
             "pipeline_images": f"{num_images} photo-like JPEGs (ImageNet-encoded, "
                                f"{mean_kb:.0f} KB on average)",
-            **summarize(rates, cores())}
+            **summarize(rates, common.cores())}
 
 
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="the pipelines' interleaved rounds on RECORDS, "
-                                     "in this process set up as training (one JSON line)")
+                                     "in a process set up as training (one JSON line)")
     parser.add_argument("--records", required=True, help="TFRecord file pattern")
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # isort: off
     import efficientnet  # noqa: F401  (first: its TensorFlow settings, as in training)
     from efficientnet.data import cpu_xla
-    # isort: on
 
     if not cpu_xla.single_thread_cpu_xla():
         raise SystemExit("TensorFlow started before cpu_xla.single_thread_cpu_xla")

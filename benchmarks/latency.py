@@ -4,7 +4,7 @@ Ours: SavedModel, TFLite fp32 / fp16 / int8 and ONNX through `load_predictor` (w
 `python -m efficientnet.infer` uses). Peers: keras.applications' B0 as TFLite fp32 and int8
 (our converter settings), timm's `efficientnet_b0` through ONNX and onnxruntime. Every
 contender takes float pixels in [0, 255] and returns probabilities, normalisation included.
-Statistic: batch-1 p50 (and batch-32 images/s), best of interleaved rounds, same thread count.
+Statistic: batch-1 p50, lowest of interleaved rounds, same thread count.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ import numpy as np
 from efficientnet.export.config import ExportConfig
 
 SIZE = 224
+# What `keras.applications.EfficientNetB0(weights="imagenet")` loads into its Normalization
+# layer (on pixels / 255): the ImageNet mean and the squared standard deviation.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_VARIANCE = (0.229**2, 0.224**2, 0.225**2)
 
 
 def _keras_applications_tflite(directory: str, calibration: np.ndarray,
@@ -48,19 +52,10 @@ def _keras_applications_tflite(directory: str, calibration: np.ndarray,
     return paths
 
 
-# What `keras.applications.EfficientNetB0(weights="imagenet")` loads into its Normalization
-# layer (on pixels / 255): the ImageNet mean and the squared standard deviation.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_VARIANCE = (0.229**2, 0.224**2, 0.225**2)
-
-
 def _imagenet_normalization(model) -> None:
-    """Gives a weights=None keras.applications model the input normalisation a deployed one has.
-
-    Without weights its Normalization layer holds mean 0 and variance 1, which the TFLite
-    converter removes: the peer then skips the per-channel subtraction every real deployment
-    (and our export) runs on each input pixel, worth ~20% of a B0 int8 call on AVX-512 hosts.
-    """
+    """Gives a weights=None keras.applications model the input normalisation a deployed one has:
+    at mean 0 / variance 1 the TFLite converter drops the layer, and the peer would skip the
+    per-pixel subtraction every deployment (and our export) runs."""
     layer = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
     mean, variance, count = layer.get_weights()
     layer.set_weights([np.asarray(IMAGENET_MEAN, mean.dtype).reshape(mean.shape),
@@ -69,28 +64,16 @@ def _imagenet_normalization(model) -> None:
     layer.finalize_state()  # the layer reads its adapted statistics from here on
 
 
-def _timm_onnx(directory: str) -> str | None:
-    from benchmarks.torch_peers import run_peer
-
-    path = os.path.join(directory, "timm_b0.onnx")
-    return None if run_peer("onnx", f"--size={SIZE}", f"--output={path}") is None else path
-
-
 def best_of_rounds(contenders: dict, rounds: int, measure) -> dict:
-    """{name: `measure(predictor)` with the lowest batch-1 p50 over `rounds` interleaved rounds
-    (and the highest batch throughput)}: a shared host's speed drifts within minutes, and one
-    pass per contender would put that drift in the ratios."""
+    """{name: the `measure(predictor)` reading with the lowest batch-1 p50 over `rounds`
+    interleaved rounds}: a shared host's speed drifts within minutes, and one pass per
+    contender would put that drift in the ratios."""
     best: dict = {}
     for _ in range(rounds):
         for name, predictor in contenders.items():
-            reading = measure(predictor)
-            kept = best.setdefault(name, {**reading, "rounds": 0})
-            kept["rounds"] += 1
-            kept["images_per_second"] = max(kept["images_per_second"],
-                                            reading["images_per_second"])
-            if reading["batch1_p50_ms"] < kept["batch1_p50_ms"]:
-                kept.update(batch1_p50_ms=reading["batch1_p50_ms"],
-                            batch1_p90_ms=reading["batch1_p90_ms"])
+            reading = {**measure(predictor), "rounds": rounds}
+            if name not in best or reading["batch1_p50_ms"] < best[name]["batch1_p50_ms"]:
+                best[name] = reading
     return best
 
 
@@ -106,28 +89,29 @@ def compare(figures: dict) -> dict:
 def run(quick: bool = False) -> dict:
     import keras
 
+    from benchmarks.torch_peers import run_peer
     from efficientnet import infer, models
-    from efficientnet.export import ExportConfig, export_model, load_predictor
+    from efficientnet.export import export_model, load_predictor
 
     threads = os.cpu_count() or 1
     runs, rounds = (10, 2) if quick else (40, 5)
     calibration = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
-    contenders: dict[str, object] = {}
+    contenders, errors = {}, {}
     with tempfile.TemporaryDirectory() as directory:
         keras.backend.clear_session()
         config = ExportConfig(model_name="efficientnet-b0", num_steps=8,
                               export_dir=os.path.join(directory, "ours"))
         report = export_model(models.build("efficientnet-b0", image_size=SIZE), config)
-        errors = {f"ours {fmt}": {"error": entry["error"]}
-                  for fmt, entry in report["formats"].items() if "error" in entry}
         for fmt, entry in report["formats"].items():
-            if "error" not in entry:
+            if "error" in entry:
+                errors[f"ours {fmt}"] = {"error": entry["error"]}
+            else:
                 contenders[f"ours {fmt}"] = load_predictor(
                     os.path.join(config.export_dir, entry["file"]), threads)
         for kind, path in _keras_applications_tflite(directory, calibration).items():
             contenders[f"keras.applications tflite {kind}"] = load_predictor(path, threads)
-        timm_path = _timm_onnx(directory)
-        if timm_path:
+        timm_path = os.path.join(directory, "timm_b0.onnx")
+        if run_peer("onnx", f"--size={SIZE}", f"--output={timm_path}") is not None:
             contenders["timm onnxruntime"] = load_predictor(timm_path, threads)
         figures = {**best_of_rounds(contenders, rounds,
                                     lambda predictor: infer.benchmark(predictor, runs=runs)),

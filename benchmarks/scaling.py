@@ -1,13 +1,11 @@
 """Data-parallel scaling on one host: 1 device, 2 logical CPU devices (MirroredStrategy) and
 2 worker processes (MultiWorkerMirroredStrategy over localhost), same global batch.
 
-Each setting runs `python -m efficientnet.main` on synthetic data in its own process (logical
-devices must be configured before TensorFlow starts). images/s counts global images per
-wall-clock second, median over loops after the first. On a 2-core machine the replicas share the
-same two cores, so this measures the overhead of the strategies, not a speed-up.
-
-`allreduce`: what data parallelism adds to every step, one all-reduce of B0's float32 gradients
-between 2 MultiWorkerMirrored workers over loopback (docs/scaling.md, benchmarks/scaling_model.py).
+Each setting runs `python -m efficientnet.main` on synthetic data in its own process(es): logical
+devices must be configured before TensorFlow starts. Statistic: global images per wall-clock
+second, median of the loops after the first. On one host the replicas share the cores, so this
+measures the strategies' overhead, not a speed-up. `allreduce` times what data parallelism adds
+to every step, one all-reduce of B0's float32 gradients between 2 workers (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -31,53 +29,39 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _args(model_dir: str, steps: int, loops: int) -> list[str]:
-    return [sys.executable, "-m", "efficientnet.main", f"--model_name={MODEL}", "--mode=train",
-            "--use_synthetic_data", f"--model_dir={model_dir}", f"--image_size={SIZE}",
-            f"--train_batch_size={BATCH}", f"--iterations_per_loop={steps}",
-            f"--train_steps={steps * loops}", f"--save_checkpoints_steps={steps * loops}",
-            "--num_label_classes=10"]
-
-
-def _rate(model_dir: str) -> float:
-    lines = Path(model_dir, "metrics.jsonl").read_text().splitlines()
-    rates = [json.loads(line)["images_per_sec"] for line in lines
-             if json.loads(line).get("kind") == "train"]
-    return statistics.median(rates[1:] or rates)
-
-
-def _check(proc: subprocess.CompletedProcess, what: str) -> None:
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-
-
-def single(steps, loops, extra=()) -> float:
-    with tempfile.TemporaryDirectory() as model_dir:
-        proc = subprocess.run(_args(model_dir, steps, loops) + list(extra), capture_output=True,
-                              text=True, timeout=1800)
-        _check(proc, f"efficientnet.main {' '.join(extra)}")
-        return _rate(model_dir)
-
-
-def _workers(args: list[str], count: int = 2) -> list[str]:
-    """Runs `args` as `count` MultiWorkerMirrored workers over loopback; their stdouts."""
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(count)]}
+def _processes(args: list[str], workers: int = 1) -> list[str]:
+    """Runs `args` once, or as `workers` MultiWorkerMirrored workers over loopback; their
+    stdouts, or RuntimeError with the end of a failed one's stderr."""
+    envs = [dict(os.environ)]
+    if workers > 1:
+        cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(workers)]}
+        envs = [{**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}})} for i in range(workers)]
     procs = [subprocess.Popen(args, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**os.environ, "TF_CONFIG": json.dumps(
-                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
-             for i in range(count)]
+                              env=env) for env in envs]
     outs = []
     for index, proc in enumerate(procs):
         out, err = proc.communicate(timeout=1800)
-        _check(subprocess.CompletedProcess(args, proc.returncode, out, err), f"worker {index}")
+        if proc.returncode != 0:
+            raise RuntimeError(f"{args[2]} (process {index}) failed ({proc.returncode}): "
+                               f"{err[-2000:]}")
         outs.append(out)
     return outs
 
 
-def two_workers(steps, loops) -> float:
+def train_rate(steps: int, loops: int, extra: tuple = (), workers: int = 1) -> float:
+    """Global images/s of `python -m efficientnet.main` (`extra` flags, `workers` processes),
+    median of its loops after the first."""
     with tempfile.TemporaryDirectory() as model_dir:
-        _workers(_args(model_dir, steps, loops))
-        return _rate(model_dir)
+        _processes([sys.executable, "-m", "efficientnet.main", f"--model_name={MODEL}",
+                    "--mode=train", "--use_synthetic_data", f"--model_dir={model_dir}",
+                    f"--image_size={SIZE}", f"--train_batch_size={BATCH}",
+                    f"--iterations_per_loop={steps}", f"--train_steps={steps * loops}",
+                    f"--save_checkpoints_steps={steps * loops}", "--num_label_classes=10",
+                    *extra], workers)
+        records = map(json.loads, Path(model_dir, "metrics.jsonl").read_text().splitlines())
+        rates = [record["images_per_sec"] for record in records if record.get("kind") == "train"]
+    return statistics.median(rates[1:] or rates)
 
 
 def gradient_bytes(model_name: str = MODEL, num_classes: int = 1000) -> tuple[int, int]:
@@ -114,7 +98,7 @@ def allreduce(reps: int = 10, workers: int = 2) -> dict:
     params, size = gradient_bytes()
     code = f"from benchmarks.scaling import _allreduce_child; _allreduce_child({reps})"
     outs = [json.loads(out.strip().splitlines()[-1])
-            for out in _workers([sys.executable, "-c", code], workers)]
+            for out in _processes([sys.executable, "-c", code], workers)]
     if any(o["sum"] != workers * params for o in outs):  # every gradient element is 1
         raise RuntimeError(f"all-reduce gave {[o['sum'] for o in outs]}, not {workers * params}")
     ms = sorted(outs[0]["ms"])  # the chief's clock
@@ -128,16 +112,15 @@ def allreduce(reps: int = 10, workers: int = 2) -> dict:
 
 def run(quick: bool = False) -> dict:
     steps, loops = (3, 3) if quick else (5, 4)
-    one = single(steps, loops)
-    mirrored = single(steps, loops, ["--num_cpu_devices=2"])
-    workers = two_workers(steps, loops)
-    result = {
+    one = train_rate(steps, loops)
+    mirrored = train_rate(steps, loops, ("--num_cpu_devices=2",))
+    workers = train_rate(steps, loops, workers=2)
+    return {
         "settings": {"model": MODEL, "image_size": SIZE, "global_batch": BATCH,
                      "steps_per_loop": steps, "loops": loops},
         "images_per_sec": {"1 device": one, "2 logical devices (Mirrored)": mirrored,
                            "2 worker processes (MultiWorkerMirrored)": workers},
         "ratio_vs_1_device": {"mirrored_2": round(mirrored / one, 3),
                               "multiworker_2": round(workers / one, 3)},
+        "allreduce": allreduce(reps=5 if quick else 20),
     }
-    result["allreduce"] = allreduce(reps=5 if quick else 20)
-    return result

@@ -1,11 +1,6 @@
-"""Data-parallel scaling model, 1 -> 8 -> 64 accelerators (`python -m benchmarks.scaling_model`
-prints the table of docs/scaling.md, which states the sources and assumptions).
-
-Step on n devices = batch / single-device rate + ring all-reduce 2 (n-1)/n x gradient bytes /
-bandwidth (intra-host link while the ring fits in one host, else each device's network share);
-images/s = min(efficiency x n x batch / step, hosts x host input ceiling). Fitted, each on one
-published point: `efficiency` (NVIDIA TF32 B0, 8 GPUs: compute-bound), the DGX A100 input
-ceiling (AMP B0, 16 GPUs: CPU-bound per NVIDIA) and the Ascend 910 rate (its only point, 8p).
+"""Data-parallel scaling model, 1 -> 8 -> 64 accelerators: `python -m benchmarks.scaling_model`
+prints the table of docs/scaling.md, which gives the formula (compute, then a ring all-reduce of
+the gradients, capped by each host's input pipeline), its sources and its assumptions.
 """
 
 from __future__ import annotations
@@ -16,6 +11,7 @@ from typing import NamedTuple
 # 4 bytes x trainable parameters (1000 classes), as benchmarks.scaling.gradient_bytes counts.
 GRADIENT_BYTES = {"efficientnet-b0": 4 * 5_288_548, "efficientnet-b4": 4 * 19_341_616}
 MARGIN = 0.10  # |projected / published - 1| of every published point not fitted
+# The published points `fitted` uses: efficiency, DGX A100 input ceiling, Ascend 910 rate.
 FITS = {("a100-tf32-b0", 8), ("a100-amp-b0", 16), ("ascend910-b0", 8)}
 
 

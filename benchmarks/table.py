@@ -1,12 +1,6 @@
-"""The performance table of README.md and benchmarks/README.md, generated from results/*.json.
-
-    python -m benchmarks table            # print it
-    python -m benchmarks table --write    # rewrite it between the markers of both READMEs
-    python -m benchmarks table --check    # exit 1 when a README's table is not the generated one
-
-One row per figure: what is measured, ours, the best peer measured in the same run, the ratio
-and the host. Each FIGURES function reads one result file; a missing file gives no row, and
-`python -m benchmarks run` prints a benchmark's rows when it finishes.
+"""The performance table of README.md and benchmarks/README.md, generated from results/*.json
+(`python -m benchmarks table [--write | --check]`): one row per figure with what is measured,
+ours, the best peer of the same run, the ratio and the host. A missing result file gives no row.
 """
 
 from __future__ import annotations
@@ -144,8 +138,7 @@ def accuracy_rows(result: dict) -> list[tuple]:
 # Result file name -> its rows, in the table's order.
 FIGURES = {"train": train_rows, "gpu": gpu_rows, "latency": latency_rows, "input": input_rows,
            "conversion": conversion_rows, "scaling": scaling_rows, "accuracy": accuracy_rows}
-# Where a figure is read when its own file is missing: input.json files written before the
-# conversion benchmark had a module of its own hold the conversion figures.
+# The file read when a figure's own is missing: older input.json files hold the conversion figures.
 FALLBACK = {"conversion": "input"}
 
 
@@ -178,8 +171,8 @@ def replace_table(text: str, table: str) -> str:
 
 def main(write: bool = False, check: bool = False, readmes=None,
          results_dir: Path | None = None) -> int:
-    """Prints the table, or with `write` / `check` rewrites / compares it in `readmes`
-    (default READMES); returns the exit status."""
+    """Prints the table, or rewrites (`write`) / compares (`check`) it in `readmes` (default
+    READMES); returns the exit status."""
     table = render(results_dir)
     if not (write or check):
         print(table)
@@ -187,10 +180,11 @@ def main(write: bool = False, check: bool = False, readmes=None,
     stale = []
     for readme in readmes or READMES:
         text = readme.read_text()
-        if BEGIN not in text or END not in text:
-            print(f"{readme}: no {BEGIN} / {END} markers to put the table between")
+        try:
+            updated = replace_table(text, table)
+        except ValueError as error:
+            print(f"{readme}: {error}")
             return 1
-        updated = replace_table(text, table)
         if updated != text:
             stale.append(readme)
             if write:

@@ -1,35 +1,27 @@
-"""PyTorch / timm peers in their own process (torch and TensorFlow in one process crash):
-`python -m benchmarks.torch_peers train|onnx ...` prints one JSON line, which `run_peer`
-returns (None without torch and timm)."""
+"""PyTorch / timm peers, run in their own process (torch and TensorFlow in one process crash):
+`python -m benchmarks.torch_peers train|onnx ...` prints one JSON line, which `run_peer` returns."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 
-def available() -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) for name in ("torch", "timm"))
-
-
 def run_peer(*args: str, timeout: int = 1800) -> dict | None:
-    """Runs this module with `args` in a subprocess; None when torch/timm are missing."""
-    if not available():
+    """This module's JSON line for `args`, from a subprocess; None without torch and timm."""
+    if not all(importlib.util.find_spec(name) for name in ("torch", "timm")):
         print("torch / timm not installed (pip install -e '.[bench]'): no PyTorch peer",
               file=sys.stderr)
         return None
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.torch_peers", *args],
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"torch peer {' '.join(args)} failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from benchmarks.common import json_line
+
+    return json_line([sys.executable, "-m", "benchmarks.torch_peers", *args],
+                     f"torch peer {' '.join(args)}", timeout)
 
 
 def train_speed(model_name: str, batch: int, size: int, steps: int, warmup: int,
@@ -71,13 +63,12 @@ def train_speed(model_name: str, batch: int, size: int, steps: int, warmup: int,
 
 
 def export_onnx(size: int, output: str) -> dict:
+    """timm's B0 as ONNX doing our export's job: NHWC pixels in [0, 255] -> probabilities,
+    with timm's own normalisation constants (its models take normalised tensors)."""
     import timm
     import torch
 
     class PixelsToProbabilities(torch.nn.Module):
-        """The job our export and keras.applications' do: pixels in [0, 255] -> probabilities,
-        with timm's own normalisation constants (its models take normalised tensors)."""
-
         def __init__(self, model):
             super().__init__()
             self.model = model
@@ -85,7 +76,7 @@ def export_onnx(size: int, output: str) -> dict:
             self.register_buffer("mean", 255 * torch.tensor(config["mean"]).view(1, 3, 1, 1))
             self.register_buffer("std", 255 * torch.tensor(config["std"]).view(1, 3, 1, 1))
 
-        def forward(self, pixels):  # NHWC, as our export and load_predictor take them
+        def forward(self, pixels):
             images = (pixels.permute(0, 3, 1, 2) - self.mean) / self.std
             return torch.softmax(self.model(images), dim=-1)
 
@@ -104,12 +95,12 @@ def main(argv=None) -> int:
     train.add_argument("--model", default="efficientnet_b0", help="timm model name")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--batch", type=int, default=32)
-    train.add_argument("--size", type=int, default=224)
     train.add_argument("--steps", type=int, default=5)
     train.add_argument("--warmup", type=int, default=2)
     onnx = sub.add_parser("onnx")
-    onnx.add_argument("--size", type=int, default=224)
     onnx.add_argument("--output", required=True)
+    for command in (train, onnx):
+        command.add_argument("--size", type=int, default=224)
     args = parser.parse_args(argv)
     if args.command == "train":
         result = train_speed(args.model, args.batch, args.size, args.steps, args.warmup,

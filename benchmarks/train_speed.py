@@ -22,9 +22,8 @@ def engine_images_per_sec(model_fn, steps: int, loops: int) -> float:
     with tempfile.TemporaryDirectory() as model_dir:
         config = get_experiment(
             "b0-imagenet-rmsprop", model_name="efficientnet-b0", mode="train",
-            use_synthetic_data=True,
-            model_dir=model_dir, train_batch_size=BATCH, image_size=SIZE,
-            iterations_per_loop=steps, train_steps=steps * loops,
+            use_synthetic_data=True, model_dir=model_dir, train_batch_size=BATCH,
+            image_size=SIZE, iterations_per_loop=steps, train_steps=steps * loops,
             save_checkpoints_steps=steps * loops, num_label_classes=1000, xla="off")
         result = trainer.run(config, model_fn=model_fn)
     return statistics.median(record["images_per_sec"] for record in result.history[1:])
@@ -47,15 +46,14 @@ def run(quick: bool = False) -> dict:
     peer = engine_images_per_sec(keras_applications_b0, steps, loops)
     timm = run_peer("train", f"--batch={BATCH}", f"--size={SIZE}",
                     f"--steps={3 if quick else 8}", "--warmup=2")
-    result = {
+    timm_rate = timm["images_per_sec"] if timm else None
+    return {
         "settings": {"model": "efficientnet-b0", "image_size": SIZE, "batch": BATCH,
                      "precision": "float32", "steps_per_loop": steps, "loops": loops,
                      "xla": "off"},
         "ours_images_per_sec": round(ours, 3),
         "keras_applications_images_per_sec": round(peer, 3),
         "ratio_ours_vs_keras_applications": round(ours / peer, 3),
-        "timm_images_per_sec": round(timm["images_per_sec"], 3) if timm else None,
+        "timm_images_per_sec": round(timm_rate, 3) if timm else None,
+        "ratio_ours_vs_timm": round(ours / timm_rate, 3) if timm else None,
     }
-    if timm:
-        result["ratio_ours_vs_timm"] = round(ours / timm["images_per_sec"], 3)
-    return result

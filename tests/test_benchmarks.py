@@ -88,6 +88,14 @@ def test_paired_ratio_compares_readings_of_the_same_round():
         pytest.approx((2.0 + 0.9) / 2)
 
 
+def test_json_line_returns_the_last_line_and_names_a_failed_command():
+    code = "import json; print('progress'); print(json.dumps({'rate': 2.5}))"
+    assert common.json_line([sys.executable, "-c", code], "peer") == {"rate": 2.5}
+    with pytest.raises(RuntimeError, match=r"^the peer failed \(1\): out of memory"):
+        common.json_line([sys.executable, "-c", "import sys; sys.exit('out of memory')"],
+                         "the peer")
+
+
 def test_table_main_writes_between_the_markers_and_check_reports_drift(results_dir, tmp_path,
                                                                        capsys):
     common.write_result("scaling", {
@@ -170,7 +178,9 @@ def test_latency_keeps_each_contenders_best_round_and_compares_the_fastest(resul
     figures = latency.best_of_rounds({n: n for n in ("ours a", "ours b", "peer x")}, 2, measure)
     assert figures["ours a"] == {"batch1_p50_ms": 1.8, "batch1_p90_ms": 2.8,
                                  "images_per_second": 120.0, "rounds": 2}
-    assert figures["peer x"]["batch1_p50_ms"] == 1.2
+    # The whole reading of the lowest-p50 round, not the best of each field over rounds.
+    assert figures["peer x"] == {"batch1_p50_ms": 1.2, "batch1_p90_ms": 2.2,
+                                 "images_per_second": 70.0, "rounds": 2}
     figures["ours c"] = {"error": "conversion failed"}
     assert latency.compare(figures) == {"best_ours": "ours a", "best_peer": "peer x",
                                         "ratio_best_ours_vs_best_peer": 1.5}
@@ -273,7 +283,7 @@ def test_conversion_links_every_file_and_reports_the_paired_speedup(results_dir,
 
     monkeypatch.setattr(conversion, "make_images",
                         lambda directory, count: conversion.linked_copies(str(source), directory, 1))
-    monkeypatch.setattr(conversion, "cores", lambda: 2)
+    monkeypatch.setattr(common, "cores", lambda: 2)
     ours, baseline = iter([1000.0, 600.0, 900.0]), iter([100.0, 50.0, 100.0])
     monkeypatch.setattr(conversion, "ours_convert", lambda *args: next(ours))
     monkeypatch.setattr(conversion, "baseline_convert", lambda *args: next(baseline))
