@@ -1,6 +1,6 @@
 """Conversion speed per CPU core: `python -m tfrecord_tools folder` as users run it (timed by
 its `conversion_report.json`) against the TF-models `build_imagenet_data.py` approach (threads,
-one image at a time, a TensorFlow decode of each), on 10,000 files (2,000 generated JPEGs, each
+one image at a time, a TensorFlow decode of each), on 10,000 files (2,000 ImageNet-like JPEGs, each
 hard-linked 5 times, so that a fixed start-up does not weigh). Statistic: the median over
 interleaved rounds of ours / baseline images/s of the same round.
 """
@@ -106,7 +106,7 @@ def run(quick: bool = False) -> dict:
     best = {name: round(max(values) / workers, 1) for name, values in rates.items()}
     return {
         "cores": workers, "conversion_images": len(paths), "conversion_repeats": rounds,
-        "source_images": f"{num_images} JPEGs {WIDTH}x{HEIGHT} q90, each {copies} times",
+        "source_images": f"{num_images} photo-like JPEGs {WIDTH}x{HEIGHT} q96, each {copies} times",
         "conversion_images_per_sec_per_core": {
             "tfrecord_tools": best["ours"], "baseline (TF-models style threads)": best["baseline"]},
         "conversion_images_per_sec_per_round": {k: [round(v, 1) for v in values]

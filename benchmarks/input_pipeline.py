@@ -22,15 +22,6 @@ WIDTH, HEIGHT, SIZE, BATCH = 500, 375, 224, 32
 AUGMENTS = {"plain": None, "autoaugment": "autoaugment", "randaugment": "randaugment"}
 
 
-def _smooth_image(rng, width: int, height: int) -> np.ndarray:
-    """uint8 [height, width, 3]: coarse colour fields resized bicubically, plus noise."""
-    from PIL import Image
-
-    coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    image = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
-    return np.clip(image + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
 def _photo_like_image(rng, width: int, height: int) -> np.ndarray:
     """uint8 [height, width, 3] with a natural image's 1/f^1.4 amplitude spectrum and
     correlated colour channels."""
@@ -48,24 +39,19 @@ def _photo_like_image(rng, width: int, height: int) -> np.ndarray:
     return np.clip(128 + 24 * mixed / mixed.std(), 0, 255).astype(np.uint8)
 
 
-# kind -> (picture, JPEG quality, chroma subsampling). "photo" (~112 KB) decodes as ImageNet's
-# JPEGs (~110 KB on average) do; "light" (~47 KB) is what the conversion benchmark copies.
-JPEG_KINDS = {"light": (_smooth_image, 90, 2), "photo": (_photo_like_image, 96, 0)}
-
-
-def make_images(directory: str, count: int, classes: int = 4, kind: str = "light") -> list[str]:
-    """ImageNet-sized JPEGs of `kind` (JPEG_KINDS) in class folders; returns their paths."""
+def make_images(directory: str, count: int, classes: int = 4) -> list[str]:
+    """Photo-like JPEGs encoded as ImageNet's are (quality 96, no chroma subsampling: ~112 KB,
+    ImageNet's train set averages ~110 KB), in class folders; returns their paths."""
     from PIL import Image
 
-    draw, quality, subsampling = JPEG_KINDS[kind]
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
         folder = os.path.join(directory, f"class{i % classes}")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{i:05d}.jpg")
-        Image.fromarray(draw(rng, WIDTH, HEIGHT)).save(path, "JPEG", quality=quality,
-                                                        subsampling=subsampling)
+        Image.fromarray(_photo_like_image(rng, WIDTH, HEIGHT)).save(path, "JPEG", quality=96,
+                                                                     subsampling=0)
         paths.append(path)
     return paths
 
@@ -118,7 +104,7 @@ def run(quick: bool = False) -> dict:
 
     num_images, batches, rounds = (200, 8, 1) if quick else (1000, 200, 7)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_images(os.path.join(tmp, "images"), num_images, kind="photo")
+        paths = make_images(os.path.join(tmp, "images"), num_images)
         mean_kb = np.mean([os.path.getsize(p) for p in paths]) / 1e3
         convert_folder(os.path.join(tmp, "images"), os.path.join(tmp, "records"),
                        validation_fraction=0, quiet=True)
