@@ -22,7 +22,10 @@ def parse_flags(argv: list[str]) -> ExportConfig:
         prog="python -m efficientnet.export",
         description="Export the latest checkpoint of --model_dir in every format, with parity "
                     "and accuracy per format in <export_dir>/" + REPORT_FILE + ".")
-    parser.add_argument("--model_name", required=True, help="e.g. efficientnet-b0")
+    parser.add_argument("--model_name", required=True,
+                        help="e.g. efficientnet-b0; may be left out when "
+                             "<model_dir>/config.json names it (the run's classes, size and "
+                             "eval preprocessing are read from there too; flags win)")
     parser.add_argument("--model_dir", required=True, help="training directory (checkpoints)")
     parser.add_argument("--export_dir", help="output directory (default: <model_dir>/export)")
     parser.add_argument("--formats", default="all",
@@ -85,10 +88,23 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
+def with_saved_flags(argv: list[str]) -> list[str]:
+    """`argv` after the model settings of the run in its --model_dir (`config.json`: model,
+    classes, size, eval preprocessing), so a run exports as it evaluated; flags given win."""
+    from efficientnet.config import run_file
+
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--model_dir")
+    model_dir = probe.parse_known_args(argv)[0].model_dir
+    return [*run_file.saved_export_flags(model_dir), *argv] if model_dir else list(argv)
+
+
 def _main(argv: list[str]) -> int:
+    from efficientnet.config import ConfigError
+
     try:
-        config = parse_flags(argv)
-    except ExportError as error:
+        config = parse_flags(with_saved_flags(argv))
+    except (ExportError, ConfigError) as error:
         raise CommandError(str(error), 2) from error
     configure_logging()
     from efficientnet.export.exporter import run_export
