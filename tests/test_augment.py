@@ -1,4 +1,4 @@
-"""efficientnet.data.augment: each op keeps shape, dtype and range; policies are seeded graph ops."""
+"""efficientnet.data.augment: each op keeps shape and dtype; policies are seeded graph ops."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ def _image(height=24, width=32, seed=0):
 
 @pytest.mark.parametrize("name", augment.OP_NAMES)
 @pytest.mark.parametrize("level", [0, 5, 10])
-def test_op_keeps_shape_dtype_and_range(name, level):
+def test_op_keeps_shape_and_dtype_and_is_deterministic(name, level):
     image = _image()
     for consts in (augment.AUTOAUGMENT_CONSTS, augment.RANDAUGMENT_CONSTS):
         out = augment.apply_op(name, image, level, SEED, consts)
@@ -312,30 +312,64 @@ def test_mixup_blends_images_and_labels():
     assert mixed.shape == images.shape and mixed.dtype == images.dtype
     np.testing.assert_allclose(mixed_labels.numpy().sum(axis=1), np.ones(6), rtol=1e-6)
     lam = float(mixed_labels[1, 1])  # image 1 (label 1) is mixed with image 4 (label 4)
-    np.testing.assert_allclose(mixed.numpy()[1],
-                               lam * images.numpy()[1] + (1 - lam) * images.numpy()[4], atol=1e-5)
+    assert 0.0 < lam < 1.0  # a real blend, not a pass-through
+    for i in range(6):  # every image with its mirror in the batch, labels the same way
+        j = 5 - i
+        np.testing.assert_allclose(mixed.numpy()[i],
+                                   lam * images.numpy()[i] + (1 - lam) * images.numpy()[j],
+                                   atol=1e-5)
+        np.testing.assert_allclose(mixed_labels.numpy()[i],
+                                   lam * labels.numpy()[i] + (1 - lam) * labels.numpy()[j],
+                                   atol=1e-6)
     again, _ = augment.mixup(images, labels, SEED, 0.4)
     np.testing.assert_array_equal(mixed.numpy(), again.numpy())
 
 
 def test_cutmix_pastes_a_box_and_weights_labels_by_area():
     images, labels = _batch()
+    boxes = 0
     for seed in range(5):
         mixed, mixed_labels = augment.cutmix(images, labels, tf.constant([seed, 9]), 1.0)
         assert mixed.shape == images.shape and mixed.dtype == images.dtype
         pasted = (mixed.numpy()[1] != images.numpy()[1]).any(axis=-1)
+        boxes += int(pasted.any())
+        rows, cols = np.nonzero(pasted)
+        if len(rows):  # one axis-aligned box, the same for every image of the batch
+            assert pasted.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
         np.testing.assert_array_equal(mixed.numpy()[1][pasted], images.numpy()[4][pasted])
+        np.testing.assert_array_equal(mixed.numpy()[1][~pasted], images.numpy()[1][~pasted])
+        for i in range(6):
+            np.testing.assert_array_equal(mixed.numpy()[i][pasted], images.numpy()[5 - i][pasted])
         np.testing.assert_allclose(float(mixed_labels[1, 4]), pasted.mean(), atol=1e-6)
+        np.testing.assert_allclose(float(mixed_labels[1, 1]), 1 - pasted.mean(), atol=1e-6)
         np.testing.assert_allclose(mixed_labels.numpy().sum(axis=1), np.ones(6), rtol=1e-6)
+    assert boxes >= 3  # most seeds really paste a box
 
 
 def test_mix_batch_switches_and_passes_through():
     images, labels = _batch()
     same_images, same_labels = augment.mix_batch(images, labels, SEED)
     np.testing.assert_array_equal(same_images.numpy(), images.numpy())
-    both = [augment.mix_batch(images, labels, tf.constant([s, 0]), 0.2, 1.0)[0].numpy()
-            for s in range(8)]
-    assert all(b.shape == images.shape for b in both)
+    np.testing.assert_array_equal(same_labels.numpy(), labels.numpy())
+    seed = tf.constant([3, 0])
+    only_mixup = augment.mix_batch(images, labels, seed, 0.2, 0.0)
+    np.testing.assert_array_equal(only_mixup[0].numpy(),
+                                  augment.mixup(images, labels, seed, 0.2)[0].numpy())
+    only_cutmix = augment.mix_batch(images, labels, seed, 0.0, 1.0)
+    np.testing.assert_array_equal(only_cutmix[0].numpy(),
+                                  augment.cutmix(images, labels, seed, 1.0)[0].numpy())
+    picked = set()  # with both alphas each batch is exactly one of the two
+    for s in range(12):
+        seed = tf.constant([s, 0])
+        out = augment.mix_batch(images, labels, seed, 0.2, 1.0)[0].numpy()
+        assert out.shape == images.shape
+        if np.array_equal(out, augment.mixup(images, labels, seed, 0.2)[0].numpy()):
+            picked.add("mixup")
+        else:
+            np.testing.assert_array_equal(out,
+                                          augment.cutmix(images, labels, seed, 1.0)[0].numpy())
+            picked.add("cutmix")
+    assert picked == {"mixup", "cutmix"}
 
 
 def test_unfused_keeps_every_value_and_shape():

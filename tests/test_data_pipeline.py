@@ -77,6 +77,11 @@ def test_preprocess_for_eval_formats_agree_and_range():
     from_bmp = preprocess_for_eval(_encode(image, "BMP"), 32, resize_method="bilinear")
     from_jpeg = preprocess_for_eval(_encode(image, "JPEG"), 32, resize_method="bilinear")
     assert from_png.shape == (32, 32, 3) and from_png.dtype == tf.float32
+    # The centre crop of 32 / (32 + 32) * 40 = 20 pixels at (10, 18), resized to 32.
+    assert center_crop_window(tf.constant(image.shape), 32, 32).numpy().tolist() == [10, 18, 20,
+                                                                                     20]
+    expected = resize(tf.constant(image[10:30, 18:38]), 32, "bilinear").numpy()
+    np.testing.assert_allclose(from_png.numpy(), expected, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(from_png.numpy(), from_bmp.numpy())
     # JPEG is lossy, but the same crop of the same picture.
     assert np.abs(from_png.numpy() - from_jpeg.numpy()).mean() < 3
@@ -105,6 +110,20 @@ def test_preprocess_for_train_is_seeded_random_crop():
     assert 0.0 <= first.min() and first.max() <= 255.0
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+    # It is the resized sampled window of the picture (not the whole image), maybe mirrored.
+    from efficientnet.data.preprocessing import _random_crop_window
+
+    crop_seed = tf.random.experimental.stateless_fold_in(tf.constant([3, 4]), 0)
+    window = _random_crop_window(tf.constant([120, 160, 3]),
+                                 tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), crop_seed).numpy()
+    y, x, h, w = (int(v) for v in window)
+    assert (h, w) != (120, 160)
+    decoded = tf.io.decode_jpeg(data, channels=3)
+    expected = resize(decoded[y:y + h, x:x + w], 48, "bicubic").numpy()
+    # JPEG chroma at the crop's edges decodes a little differently when cropped in the decoder.
+    errors = sorted(np.abs(first - candidate).mean() for candidate in (expected,
+                                                                       expected[:, ::-1]))
+    assert errors[0] < 0.2 and errors[1] > 5
     # Works inside a graph without autograph (the exporter's serving function does this).
     graph_fn = tf.function(lambda b: preprocess_for_train(b, 48, seed=[3, 4]), autograph=False)
     np.testing.assert_array_equal(graph_fn(tf.constant(data)).numpy(), first)
@@ -115,7 +134,14 @@ def test_normalize_images_uses_spec_mean_and_std():
     normalised = normalize_images(pixels, SPEC).numpy()
     expected = (100.0 - np.array(SPEC.mean)) / np.array(SPEC.std)
     np.testing.assert_allclose(normalised[0, 0, 0], expected, rtol=1e-6)
-    assert normalize_images(tf.cast(pixels, tf.bfloat16), SPEC).dtype == tf.bfloat16
+    assert normalised.dtype == np.float32
+    varied = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(normalize_images(tf.constant(varied), SPEC).numpy(),
+                               (varied - np.array(SPEC.mean)) / np.array(SPEC.std), rtol=1e-5,
+                               atol=1e-5)
+    half = normalize_images(tf.cast(pixels, tf.bfloat16), SPEC)
+    assert half.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(half, tf.float32).numpy()[0, 0, 0], expected, rtol=1e-2)
 
 
 # ---- parse_record and errors ---------------------------------------------------------------------
@@ -220,11 +246,15 @@ def test_training_batches_one_hot_repeat_and_drop_remainder(records):
     directory, _ = records
     dataset = build_dataset(str(directory / "train-*"), True, 8, SPEC, _config(seed=1))
     batches = list(dataset.take(6))  # 48 > 23 records: it repeats
+    assert len(batches) == 6
+    classes = set()
     for images, labels in batches:
         assert images.shape == (8, 32, 32, 3) and images.dtype == tf.float32
         assert labels.shape == (8, 5) and labels.dtype == tf.float32
         np.testing.assert_array_equal(labels.numpy().sum(axis=1), np.ones(8))
         assert set(np.unique(labels.numpy())) <= {0.0, 1.0}
+        classes |= set(labels.numpy().argmax(axis=1).tolist())
+    assert classes == {0, 1, 2, 3, 4}  # 1-based labels 1..5 -> one-hot columns 0..4
 
 
 def test_training_is_deterministic_with_seed(records):
@@ -248,7 +278,9 @@ def test_training_with_augmentation_and_mixing(records, augment_name):
     config = _config(augment_name=augment_name, mixup_alpha=0.4, cutmix_alpha=1.0, seed=0,
                      dtype="bfloat16")
     dataset = build_dataset(str(directory / "train-*"), True, 8, SPEC, config)
+    soft = 0
     for images, labels in dataset.take(3):
+        soft += int(not set(np.unique(labels.numpy())) <= {0.0, 1.0})
         assert images.shape == (8, 32, 32, 3) and images.dtype == tf.bfloat16
         assert labels.dtype == tf.float32
         np.testing.assert_allclose(labels.numpy().sum(axis=1), np.ones(8), rtol=1e-5)
@@ -256,6 +288,7 @@ def test_training_with_augmentation_and_mixing(records, augment_name):
         low = (0 - np.array(SPEC.mean)) / np.array(SPEC.std)
         high = (255 - np.array(SPEC.mean)) / np.array(SPEC.std)
         assert (values >= low - 0.05).all() and (values <= high + 0.05).all()
+    assert soft >= 1  # mixup / cutmix really mixed the labels
 
 
 def test_cache_gives_the_same_eval_records(records):
@@ -263,6 +296,12 @@ def test_cache_gives_the_same_eval_records(records):
     dataset = build_dataset(str(directory / "validation-*"), False, 6, SPEC, _config(cache=True))
     seen, _ = _eval_labels(dataset)
     assert sorted(seen) == sorted(label - 1 for label in labels)
+    uncached = build_dataset(str(directory / "validation-*"), False, 6, SPEC, _config())
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        for (images, batch_labels), (plain, plain_labels) in zip(dataset, uncached,
+                                                                 strict=True):
+            np.testing.assert_array_equal(images.numpy(), plain.numpy())
+            np.testing.assert_array_equal(batch_labels.numpy(), plain_labels.numpy())
 
 
 @pytest.mark.parametrize("is_training", [True, False])
