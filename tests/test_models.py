@@ -97,7 +97,7 @@ def test_spec_preprocessing_metadata_per_family():
     np.testing.assert_allclose(b0.mean, (123.675, 116.28, 103.53))
     np.testing.assert_allclose(b0.std, (58.395, 57.12, 57.375))
     assert lite.mean == (127.0,) * 3 and lite.std == (128.0,) * 3
-    assert edge.mean == (127.0,) * 3 and edge.activation == "relu"
+    assert edge.mean == (127.0,) * 3 and edge.std == (128.0,) * 3 and edge.activation == "relu"
     assert v2.mean == (128.0,) * 3 and v2.std == (128.0,) * 3
     assert (b0.bn_momentum, b0.bn_epsilon, v2.bn_momentum, v2.bn_epsilon) == (0.99, 1e-3, 0.9, 1e-3)
     assert b0.crop_padding == 32 and b0.interpolation == "bicubic" and b0.scope == "efficientnet-b0"
@@ -200,8 +200,8 @@ def test_drop_connect_rate_grows_linearly_with_block_index():
     model = build("efficientnet-b0", image_size=32)
     rates = {layer.name: layer.rate for layer in model.layers if layer.name.endswith("_drop")}
     # 16 blocks; only blocks with an identity skip have drop-connect.
-    assert rates["blocks_2_drop"] == pytest.approx(0.2 * 2 / 16)
-    assert rates["blocks_14_drop"] == pytest.approx(0.2 * 14 / 16)
+    assert rates == pytest.approx({f"blocks_{i}_drop": 0.2 * i / 16
+                                   for i in (2, 4, 6, 7, 9, 10, 12, 13, 14)})
     # Stage-changing blocks (0: 32->16, 1: stride 2, 15: 192->320) have no skip, so no drop.
     assert not {"blocks_0_drop", "blocks_1_drop", "blocks_15_drop"} & set(rates)
     assert len(rates) == 9
@@ -218,6 +218,12 @@ def test_bn_and_activation_settings():
     model = build("efficientnet-b0", image_size=32)
     bn = model.get_layer("blocks_3_expand_bn")
     assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
+    for layer in ("stem_act", "blocks_3_expand_act", "blocks_3_dw_act", "head_act"):
+        assert model.get_layer(layer).activation.__name__ == "silu", layer
+    v2 = build("efficientnetv2-b0", image_size=32)
+    assert (v2.get_layer("stem_bn").momentum, v2.get_layer("stem_bn").epsilon) == (0.9, 1e-3)
+    edge = build("efficientnet-edgetpu-s", image_size=32)
+    assert edge.get_layer("stem_act").activation.__name__ == "relu"
     lite = build("efficientnet-lite0", image_size=32)
     assert lite.get_layer("stem_act").activation.__name__ == "relu6"
     assert lite.get_layer("head_conv").filters == 1280  # Lite keeps the head fixed
