@@ -39,6 +39,7 @@ def test_loss_goes_down_and_eval_is_accurate_on_a_learnable_set(tmp_path):
                          moving_average_decay=0.9)
     result = run_tiny(config)
     losses = [r["loss"] for r in result.history]
+    assert len(losses) == 6 and all(math.isfinite(loss) for loss in losses), losses
     assert losses[-1] < 0.5 * losses[0], losses
     assert result.eval_results["top_1_accuracy"] > 0.8, result.eval_results
 
@@ -53,10 +54,15 @@ def test_train_and_eval_writes_results_metrics_and_checkpoints(tmp_path):
                             "num_images"}
     assert results["global_step"] == 8 and results["num_images"] == 64
     assert results == pytest.approx(result.eval_results)
+    assert 0.0 <= results["top_1_accuracy"] <= results["top_5_accuracy"] <= 1.0
+    assert math.isfinite(results["loss"])
     records = [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [2, 4, 6, 8]
-    assert all(r["images_per_sec"] > 0 and "eta_s" in r and "lr" in r for r in train)
+    assert all(r["images_per_sec"] > 0 and "eta_s" in r for r in train)
+    # Constant schedule: base_learning_rate 0.1 scaled by batch 8 / 256.
+    assert all(math.isfinite(r["loss"]) and r["lr"] == pytest.approx(0.1 * 8 / 256)
+               for r in train), train
     assert [r["global_step"] for r in records if r["kind"] == "eval"] == [4, 8]
     assert checkpointing.latest_checkpoint(model_dir).endswith("ckpt-8")
     assert len(tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths) == 2
@@ -127,6 +133,8 @@ def test_resume_continues_to_more_steps(tmp_path):
     run_tiny(config)
     result = run_tiny(config.override(train_steps=8))
     assert [r["step"] for r in result.history] == [6, 8]
+    assert result.global_step == 8
+    assert checkpointing.latest_checkpoint(config.train.model_dir).endswith("ckpt-8")
 
 
 def test_mixed_float16_trains_with_float32_logits(tmp_path):
