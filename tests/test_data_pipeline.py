@@ -263,13 +263,15 @@ def test_training_is_deterministic_with_seed(records):
     def first_batches(seed, **overrides):
         config = _config(seed=seed, deterministic=True, **overrides)
         dataset = build_dataset(str(directory / "train-*"), True, 8, SPEC, config)
-        return [images.numpy() for images, _ in dataset.take(3)]
+        return [(images.numpy(), labels.numpy()) for images, labels in dataset.take(3)]
 
     for overrides in ({}, {"augment_name": "randaugment", "mixup_alpha": 0.2}):
         first, again = first_batches(3, **overrides), first_batches(3, **overrides)
-        for a, b in zip(first, again):
-            np.testing.assert_array_equal(a, b)
-        assert not np.array_equal(first[0], first_batches(4, **overrides)[0])
+        assert len(first) == len(again) == 3
+        for (images, labels), (same_images, same_labels) in zip(first, again):
+            np.testing.assert_array_equal(images, same_images)
+            np.testing.assert_array_equal(labels, same_labels)
+        assert not np.array_equal(first[0][0], first_batches(4, **overrides)[0][0])
 
 
 @pytest.mark.parametrize("augment_name", ["autoaugment", "randaugment"])
