@@ -176,7 +176,6 @@ def test_a_chief_replica_counts_as_a_worker(monkeypatch):
     assert config["cluster"] == {"chief": ["b0-chief-0.default.svc:2222"],
                                  "worker": ["b0-worker-0.default.svc:2222"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-    monkeypatch.setattr(distribute, "configure_cpu_xla", lambda config: False)
     monkeypatch.setattr(distribute.tf.distribute, "MultiWorkerMirroredStrategy", lambda: "mwms")
     assert distribute.create_strategy(get_experiment("b0-imagenet-rmsprop-smoke")) == "mwms"
 

@@ -5,8 +5,7 @@
 - `--num_cpu_devices N` (N > 1): MirroredStrategy over N logical CPU devices (tests, demos).
 - Several GPUs: MirroredStrategy. Otherwise the default strategy.
 
-Must run before TensorFlow initialises its devices (first op), which `efficientnet.main` ensures;
-then it also gives the input pipeline's CPU XLA programs one thread each (`configure_cpu_xla`).
+Must run before TensorFlow initialises its devices (first op), which `efficientnet.main` ensures.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import os
 import tensorflow as tf
 
 from efficientnet.config.schema import ConfigError, Experiment
-from efficientnet.data import cpu_xla
 
 
 def tf_config_from_rank_table(rank_table: str, rank: int | None = None,
@@ -56,21 +54,8 @@ def configure_devices(config: Experiment) -> None:
                     f"starts; this process already has {len(logical)} CPU device(s)") from None
 
 
-def configure_cpu_xla(config: Experiment) -> bool:
-    """Whether XLA programs compiled for the host CPU now run on one thread each (see
-    efficientnet.data.cpu_xla): they do when they are only the input pipeline's batch programs,
-    not when the training step itself is XLA-compiled on the CPU (--xla=on without a GPU), and
-    only when TensorFlow has not started yet. --mode=eval compiles none: nothing to set."""
-    if config.train.mode == "eval":
-        return False
-    if use_xla(config) and not tf.config.list_physical_devices("GPU"):
-        return False
-    return cpu_xla.single_thread_cpu_xla()
-
-
 def create_strategy(config: Experiment) -> tf.distribute.Strategy:
     """The strategy for `config` and the environment (see the module docstring)."""
-    configure_cpu_xla(config)
     if config.train.rank_table and not os.environ.get("TF_CONFIG"):
         os.environ["TF_CONFIG"] = json.dumps(tf_config_from_rank_table(config.train.rank_table))
     if os.environ.get("TF_CONFIG"):
