@@ -82,9 +82,7 @@ def input_rows(result: dict) -> list[tuple]:
 
 
 def conversion_rows(result: dict) -> list[tuple]:
-    rates = result.get("conversion_images_per_sec_per_core")
-    if rates is None:
-        return []
+    rates = result["conversion_images_per_sec_per_core"]
     baseline = next(v for k, v in rates.items() if k.startswith("baseline"))
     return [(f"converting {result['conversion_images']:,} JPEGs to TFRecords",
              _rate(rates["tfrecord_tools"], "img/s/core"),
@@ -138,8 +136,6 @@ def accuracy_rows(result: dict) -> list[tuple]:
 # Result file name -> its rows, in the table's order.
 FIGURES = {"train": train_rows, "gpu": gpu_rows, "latency": latency_rows, "input": input_rows,
            "conversion": conversion_rows, "scaling": scaling_rows, "accuracy": accuracy_rows}
-# The file read when a figure's own is missing: older input.json files hold the conversion figures.
-FALLBACK = {"conversion": "input"}
 
 
 def markdown_rows(name: str, result: dict) -> list[str]:
@@ -154,8 +150,6 @@ def render(results_dir: Path | None = None) -> str:
     lines = [BEGIN, *HEADER]
     for name in FIGURES:
         path = results_dir / f"{name}.json"
-        if not path.exists() and name in FALLBACK:
-            path = results_dir / f"{FALLBACK[name]}.json"
         if path.exists():
             lines += markdown_rows(name, json.loads(path.read_text()))
     return "\n".join([*lines, END])
