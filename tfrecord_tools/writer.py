@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import dataclasses
 import errno
@@ -382,6 +383,7 @@ def _stop_workers(executor) -> None:
     """Shuts the pool down without waiting on anything: queued jobs are cancelled and running
     workers killed (a half-written shard keeps its temporary name; a re-run rewrites it)."""
     processes = list((getattr(executor, "_processes", None) or {}).values())
+    manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with contextlib.suppress(Exception):
@@ -389,6 +391,14 @@ def _stop_workers(executor) -> None:
     for process in processes:
         with contextlib.suppress(Exception):
             process.join(timeout=5)
+    if manager is not None:
+        # Python 3.11's exit hook wakes every pool's manager thread through a pipe that the
+        # thread closes when it ends: a pool stopped this way printed "Bad file descriptor" at
+        # exit. The workers are dead, so the thread ends now; then the hook forgets it.
+        manager.join(timeout=5)
+        if not manager.is_alive():
+            with contextlib.suppress(Exception):
+                concurrent.futures.process._threads_wakeups.pop(manager, None)
 
 
 def _write_shards(output_directory, todo, state, state_path, progress, num_workers,

@@ -67,15 +67,15 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
             "train_batch_size": 1024, "eval_batch_size": 1024, "train_steps": 150 * 1251,
             "iterations_per_loop": 1251, "steps_per_eval": 1251 * 5}),
     Recipe("fashion-mnist-demo",
-           "this repository's `make demo` (efficientnet/demo.py): Lite0 at 32 px, 200 CPU steps; "
+           "this repository's `make demo` (efficientnet/demo.py): Lite0 at 48 px, 300 CPU steps; "
            "half the TPU learning rate, cosine, precise BN (docs/reference.md#recipes)",
            # A run of minutes: no dropout or drop-connect (they slow a run this short down), BN
            # statistics recomputed for the EMA weights before eval and export (momentum-0.99
            # statistics trail the weights of a short run), and 28 px images seen whole in training
            # and eval (crop padding 0, no random crop: flips only).
-           {"model_name": "efficientnet-lite0", "image_size": 32, "num_label_classes": 10,
-            "train_batch_size": 64, "eval_batch_size": 250, "train_steps": 200,
-            "iterations_per_loop": 50, "steps_per_eval": 200, "num_train_images": 60000,
+           {"model_name": "efficientnet-lite0", "image_size": 48, "num_label_classes": 10,
+            "train_batch_size": 64, "eval_batch_size": 250, "train_steps": 300,
+            "iterations_per_loop": 50, "steps_per_eval": 300, "num_train_images": 60000,
             "num_eval_images": 10000, "base_learning_rate": 0.008, "lr_schedule": "cosine",
             "warmup_epochs": 0.05, "moving_average_decay": 0.999, "dropout_rate": 0.0,
             "drop_connect_rate": 0.0, "precise_bn_batches": 20, "keep_checkpoint_max": 2,
