@@ -191,16 +191,13 @@ def _latency(paths: dict, rounds: int = 3) -> dict:
     """{format: batch-1 p50 ms}, the best of `rounds` interleaved rounds on every core."""
     import os
 
+    from benchmarks.latency import best_of_rounds
     from efficientnet import infer
     from efficientnet.export import load_predictor
 
     predictors = {fmt: load_predictor(str(path), os.cpu_count()) for fmt, path in paths.items()}
-    best: dict = {}
-    for _ in range(rounds):
-        for fmt, predictor in predictors.items():
-            p50 = round(infer.benchmark(predictor, runs=40)["batch1_p50_ms"], 2)
-            best[fmt] = min(best.get(fmt, p50), p50)
-    return best
+    best = best_of_rounds(predictors, rounds, lambda predictor: infer.benchmark(predictor, runs=40))
+    return {fmt: round(reading["batch1_p50_ms"], 2) for fmt, reading in best.items()}
 
 
 def main(argv=None) -> int:
